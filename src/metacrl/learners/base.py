@@ -1,0 +1,337 @@
+"""The interface every learner shares, and the meta-batch loop of the reference learners."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from metacrl.errors import NonFiniteLossError
+from metacrl.learners.batch import MetaBatch, as_meta_batch
+from metacrl.learners.inner_loop import Backend, Predictor, check_backend
+from metacrl.learners.losses import LossFn, LossName, TaskLoss
+from metacrl.learners.outputs import EvalOutput, MetaStepOutput
+from metacrl.models.contract import check_model
+from metacrl.models.gated import GatedModel
+from metacrl.regularizer.causal import Environment
+from metacrl.regularizer.factors import TaskFactors
+
+__all__ = ["FactorsFactory", "Learner", "MetaLearner"]
+
+FactorsFactory = Callable[[], TaskFactors | None]
+Callback = Callable[[int, MetaStepOutput], Any]
+
+
+def _no_factors() -> None:
+    return None
+
+
+class Learner(nn.Module, abc.ABC):
+    """What every learner offers: ``meta_step``, ``evaluate``, ``adapt`` and ``fit``."""
+
+    @abc.abstractmethod
+    def meta_step(
+        self, x_spt: Tensor, y_spt: Tensor, x_qry: Tensor, y_qry: Tensor
+    ) -> MetaStepOutput:
+        """Adapt to each task of a meta-batch and return the meta-loss on the query sets."""
+
+    @abc.abstractmethod
+    def evaluate(
+        self,
+        x_spt: Tensor,
+        y_spt: Tensor,
+        x_qry: Tensor,
+        y_qry: Tensor,
+        inner_steps: int | None = None,
+    ) -> EvalOutput:
+        """Meta-test: adapt to each task and score its query set (no meta-gradient kept)."""
+
+    @abc.abstractmethod
+    def adapt(self, x_spt: Tensor, y_spt: Tensor, inner_steps: int | None = None) -> Predictor:
+        """Adapt to one task (``[n_support, ...]``) and return a function of query inputs."""
+
+    def fit(
+        self,
+        tasks: Iterable[Sequence[Tensor]],
+        iterations: int | None = None,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-3,
+        progress: bool = True,
+        callback: Callback | None = None,
+    ) -> list[dict[str, float]]:
+        """Meta-train on a stream of meta-batches: one optimiser step per meta-batch.
+
+        Args:
+            tasks: An iterable of ``(x_spt, y_spt, x_qry, y_qry)`` meta-batches.
+            iterations: How many meta-batches to use (default: all of ``tasks``).
+            optimizer: The meta-optimiser (default: Adam over ``parameters()`` at ``lr``).
+            lr: The learning rate of the default optimiser.
+            progress: Show a progress bar with the running loss and score.
+            callback: Called as ``callback(iteration, output)`` after each step.
+
+        Returns:
+            One dictionary of metrics per meta-step (see :meth:`MetaStepOutput.summary`).
+        """
+        from tqdm.auto import tqdm
+
+        if iterations is not None and iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = optimizer if optimizer is not None else torch.optim.Adam(params, lr=lr)
+        total = iterations if iterations is not None else _length(tasks)
+        history: list[dict[str, float]] = []
+        stream = iter(tasks)
+        with tqdm(total=total, disable=not progress, desc="meta-train") as bar:
+            while iterations is None or len(history) < iterations:
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    break
+                if len(batch) != 4:
+                    raise ValueError(
+                        "each meta-batch must be (x_spt, y_spt, x_qry, y_qry), got "
+                        f"{len(batch)} items"
+                    )
+                opt.zero_grad(set_to_none=True)
+                out = self.meta_step(*batch)
+                out.loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                record = out.summary()
+                history.append(record)
+                bar.update(1)
+                key = "accuracy" if "accuracy" in record else "mse"
+                bar.set_postfix(loss=f"{record['query_loss']:.3f}", **{key: f"{record[key]:.3f}"})
+                if callback is not None:
+                    callback(len(history) - 1, out)
+        return history
+
+
+def _length(tasks: Iterable[Any]) -> int | None:
+    try:
+        return len(tasks)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+class MetaLearner(Learner):
+    """Base of the reference learners: the per-task loop shared by MAML, ANIL, Meta-SGD, ProtoNet.
+
+    Subclasses say how one task is solved (:meth:`_adapt`) and how a task is solved on given
+    head inputs with the backbone frozen (:meth:`head_task`, used by MetaCRL's causal step).
+
+    Args:
+        model: A model with ``features``, ``head`` and ``feature_dim``.
+        loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
+        backend: Inner-loop backend, ``"func"`` (default) or ``"higher"``.
+    """
+
+    inner_steps: int = 0
+    test_inner_steps: int = 0
+
+    def __init__(
+        self, model: nn.Module, *, loss: LossName = "cross_entropy", backend: Backend = "func"
+    ) -> None:
+        super().__init__()
+        self.model = check_model(model)
+        self.task_loss = TaskLoss(loss)
+        self.backend: Backend = check_backend(backend)
+        # Shares model.features/model.head; kept out of the module tree so that parameters and
+        # state_dict keys are not listed twice.
+        self.__dict__["net"] = GatedModel(model)
+
+    net: GatedModel
+
+    @property
+    def feature_dim(self) -> int:
+        """The model's feature size."""
+        return self.net.feature_dim
+
+    # ------------------------------------------------------------------ public interface
+    def meta_step(
+        self, x_spt: Tensor, y_spt: Tensor, x_qry: Tensor, y_qry: Tensor
+    ) -> MetaStepOutput:
+        """Adapt to each task of a meta-batch and return the mean query loss.
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets ``[T, n_support]`` (labels ``0..n_way-1``) or
+                ``[T, n_support, ...]`` (regression).
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+
+        Returns:
+            The meta-loss (call ``.backward()`` once per meta-batch) and the query scores.
+        """
+        return self._meta_step(self.as_batch(x_spt, y_spt, x_qry, y_qry), _no_factors)
+
+    def evaluate(
+        self,
+        x_spt: Tensor,
+        y_spt: Tensor,
+        x_qry: Tensor,
+        y_qry: Tensor,
+        inner_steps: int | None = None,
+    ) -> EvalOutput:
+        """Meta-test on a meta-batch: adapt to each task, score its query set.
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets.
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+            inner_steps: Inner steps at test time (default: ``test_inner_steps``).
+
+        Returns:
+            Per-task losses and scores, without any graph.
+        """
+        return self._evaluate(self.as_batch(x_spt, y_spt, x_qry, y_qry), _no_factors, inner_steps)
+
+    def adapt(self, x_spt: Tensor, y_spt: Tensor, inner_steps: int | None = None) -> Predictor:
+        """Adapt to one task and return the adapted model as a function of inputs.
+
+        Args:
+            x_spt: One task's support inputs ``[n_support, ...]``.
+            y_spt: Its targets ``[n_support]`` or ``[n_support, ...]``.
+            inner_steps: Inner steps (default: ``test_inner_steps``).
+
+        Returns:
+            A function mapping query inputs ``[n, ...]`` to outputs, without meta-graph.
+        """
+        return self._adapt_one(x_spt, y_spt, None, inner_steps)
+
+    # ------------------------------------------------------------------ shared machinery
+    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.device, p.dtype
+        return torch.device("cpu"), torch.get_default_dtype()
+
+    def as_batch(self, x_spt: Tensor, y_spt: Tensor, x_qry: Tensor, y_qry: Tensor) -> MetaBatch:
+        """Validate a meta-batch and move it to this learner's device and dtype."""
+        device, dtype = self._device_dtype()
+        batch = as_meta_batch(
+            x_spt, y_spt, x_qry, y_qry, problem=self.task_loss.problem, device=device, dtype=dtype
+        )
+        self._check_batch(batch)
+        return batch
+
+    def _check_batch(self, batch: MetaBatch) -> None:
+        """Learner-specific checks of a validated batch (none by default)."""
+
+    def _steps(self, inner_steps: int | None) -> int:
+        steps = self.test_inner_steps if inner_steps is None else inner_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"inner_steps must be an integer >= 0, got {steps!r}")
+        return steps
+
+    def _meta_step(self, batch: MetaBatch, make_factors: FactorsFactory) -> MetaStepOutput:
+        loss_fn = self.task_loss.checked(batch.num_labels)
+        losses, scores = [], []
+        for t in range(batch.num_tasks):
+            x_s, y_s, x_q, y_q = batch.task(t)
+            predict = self._adapt(
+                x_s, y_s, loss_fn, make_factors(), training=True, steps=self.inner_steps
+            )
+            out = predict(x_q)
+            losses.append(loss_fn(out, y_q))
+            scores.append(self.task_loss.metric(out.detach(), y_q))
+        task_losses = torch.stack(losses)
+        loss = task_losses.mean()
+        if not bool(torch.isfinite(loss)):
+            bad = [i for i, v in enumerate(task_losses.tolist()) if not math.isfinite(v)]
+            raise NonFiniteLossError(
+                f"the meta-loss is {float(loss.detach())}: non-finite query loss in task(s) "
+                f"{bad}; lower inner_lr or the meta learning rate, or check the inputs' scale"
+            )
+        return MetaStepOutput(
+            loss=loss,
+            task_losses=task_losses.detach(),
+            task_scores=torch.stack(scores),
+            problem=self.task_loss.problem,
+        )
+
+    def _evaluate(
+        self, batch: MetaBatch, make_factors: FactorsFactory, inner_steps: int | None
+    ) -> EvalOutput:
+        steps = self._steps(inner_steps)
+        loss_fn = self.task_loss.checked(batch.num_labels)
+        losses, scores = [], []
+        for t in range(batch.num_tasks):
+            x_s, y_s, x_q, y_q = batch.task(t)
+            predict = self._adapt(x_s, y_s, loss_fn, make_factors(), training=False, steps=steps)
+            with torch.no_grad():
+                out = predict(x_q)
+                losses.append(loss_fn(out, y_q))
+                scores.append(self.task_loss.metric(out, y_q))
+        return EvalOutput(torch.stack(losses), torch.stack(scores), self.task_loss.problem)
+
+    def _adapt_one(
+        self,
+        x_spt: Tensor,
+        y_spt: Tensor,
+        factors: TaskFactors | None,
+        inner_steps: int | None,
+    ) -> Predictor:
+        for name, t in (("x_spt", x_spt), ("y_spt", y_spt)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if x_spt.dim() < 2 or y_spt.dim() < 1:
+            raise ValueError(
+                "adapt takes one task without a task axis: x_spt [n_support, ...] and y_spt "
+                f"[n_support, ...], got {tuple(x_spt.shape)} and {tuple(y_spt.shape)}"
+            )
+        batch = self.as_batch(x_spt[None], y_spt[None], x_spt[None], y_spt[None])
+        steps = self._steps(inner_steps)
+        x_s, y_s, _, _ = batch.task(0)
+        predict = self._adapt(
+            x_s, y_s, self.task_loss.checked(batch.num_labels), factors, training=False, steps=steps
+        )
+        device, dtype = self._device_dtype()
+
+        def adapted(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                return predict(x.to(device=device, dtype=dtype))
+
+        return adapted
+
+    def environments(self, batch: MetaBatch) -> list[Environment]:
+        """Return the tasks of ``batch`` as environments: features at the current θ, no grad."""
+        envs = []
+        with torch.no_grad():
+            for t in range(batch.num_tasks):
+                x_s, y_s, x_q, y_q = batch.task(t)
+                envs.append(Environment(self.net.features(x_s), y_s, self.net.features(x_q), y_q))
+        return envs
+
+    # ------------------------------------------------------------------ per learner
+    @abc.abstractmethod
+    def _adapt(
+        self,
+        x_spt: Tensor,
+        y_spt: Tensor,
+        loss_fn: LossFn,
+        factors: TaskFactors | None,
+        *,
+        training: bool,
+        steps: int,
+    ) -> Predictor:
+        """Solve one task from its support set; return the adapted model's predictor.
+
+        With ``training=True`` the predictor's outputs keep the graph back to the
+        meta-parameters (second order unless the learner is first-order).
+        """
+
+    @abc.abstractmethod
+    def head_task(self, h_spt: Tensor, y_spt: Tensor, h_qry: Tensor, loss_fn: LossFn) -> Tensor:
+        """Solve ``E`` tasks on given head inputs with the backbone frozen.
+
+        Inputs are batched over tasks: ``h_spt [E, n, k]``, ``y_spt [E, n, ...]``,
+        ``h_qry [E, q, k]``; returns query outputs ``[E, q, ...]``. Gradients must flow to
+        ``h_spt`` and ``h_qry`` (second order through any inner loop) but not to the learner's
+        parameters.
+        """

@@ -1,0 +1,68 @@
+"""A batched, closed-form inner loop for linear heads (the causal step's fast path)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["adapt_linear_heads"]
+
+
+def adapt_linear_heads(
+    head: nn.Linear,
+    h_spt: Tensor,
+    y_spt: Tensor,
+    h_qry: Tensor,
+    *,
+    loss: str,
+    steps: int,
+    lr: float | Mapping[str, Tensor],
+) -> Tensor:
+    """Adapt copies of a linear head on ``E`` tasks at once and return their query outputs.
+
+    Gradient descent on the mean cross-entropy or MSE of each task, written with the loss's
+    closed-form gradient and batched matrix products, so that ``E`` tasks cost a handful of
+    kernels instead of ``E`` autograd round trips. The head's own weights are used as constants;
+    the result stays differentiable (to any order) in ``h_spt`` and ``h_qry``. It equals
+    :func:`~metacrl.learners.inner_loop.inner_loop` run on each task (tested).
+
+    Args:
+        head: The head; its weights are the starting point, not differentiated.
+        h_spt: Support head inputs ``[E, n, k]``.
+        y_spt: Support targets ``[E, n]`` (labels) or ``[E, n, out]`` (regression).
+        h_qry: Query head inputs ``[E, q, k]``.
+        loss: ``"cross_entropy"`` or ``"mse"``.
+        steps: Inner steps.
+        lr: Step size, or per-element step sizes ``{"weight": ..., "bias": ...}`` (Meta-SGD).
+
+    Returns:
+        The adapted heads' query outputs ``[E, q, out]``.
+    """
+    n_tasks, n, _ = h_spt.shape
+    weight = head.weight.detach().expand(n_tasks, -1, -1)
+    bias = None if head.bias is None else head.bias.detach().expand(n_tasks, -1)
+    lr_w: float | Tensor = lr["weight"].detach() if isinstance(lr, Mapping) else lr
+    lr_b: float | Tensor = (
+        lr["bias"].detach() if isinstance(lr, Mapping) and bias is not None else lr_w
+    )
+    if loss == "cross_entropy":
+        classes = torch.arange(weight.shape[1], device=y_spt.device)
+        # out-of-range labels give zero rows here; the query loss then names the problem
+        target = (y_spt.unsqueeze(-1) == classes).to(h_spt.dtype)
+    else:
+        target = y_spt
+    for _ in range(steps):
+        out = torch.bmm(h_spt, weight.transpose(1, 2))
+        if bias is not None:
+            out = out + bias.unsqueeze(1)
+        if loss == "cross_entropy":
+            d_out = (torch.softmax(out, dim=-1) - target) / n
+        else:
+            d_out = 2.0 * (out - target) / out[0].numel()
+        weight = weight - lr_w * torch.bmm(d_out.transpose(1, 2), h_spt)
+        if bias is not None:
+            bias = bias - lr_b * d_out.sum(dim=1)
+    out = torch.bmm(h_qry, weight.transpose(1, 2))
+    return out if bias is None else out + bias.unsqueeze(1)

@@ -1,0 +1,85 @@
+"""Task losses (cross-entropy for classification, MSE for regression) with clear shape checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from metacrl.learners.batch import Problem
+
+__all__ = ["LossFn", "LossName", "TaskLoss"]
+
+LossName = Literal["cross_entropy", "mse"]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class TaskLoss:
+    """The per-task loss a learner minimises in its inner loop and meta-objective.
+
+    Args:
+        name: ``"cross_entropy"`` (classification, integer labels; the metric is accuracy) or
+            ``"mse"`` (regression, float targets; the metric is the MSE itself).
+
+    Example:
+        >>> import torch
+        >>> loss = TaskLoss("cross_entropy")
+        >>> float(loss(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1])))  # log(2)
+        0.6931471824645996
+    """
+
+    def __init__(self, name: LossName = "cross_entropy") -> None:
+        if name not in get_args(LossName):
+            raise ValueError(f"loss must be one of {get_args(LossName)}, got {name!r}")
+        self.name: LossName = name
+        self.problem: Problem = "classification" if name == "cross_entropy" else "regression"
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        """Return the mean loss of outputs ``out`` against targets ``y``."""
+        if self.name == "cross_entropy":
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out, y)
+
+    def checked(self, num_labels: int) -> LossFn:
+        """Return this loss with a check of the outputs' shape against the targets.
+
+        Args:
+            num_labels: For classification, ``1 + the largest label`` in the meta-batch.
+
+        Returns:
+            A loss function that raises a clear ``ValueError`` instead of an indexing error deep
+            inside autograd when the model's outputs do not fit the targets.
+        """
+
+        def loss(out: Tensor, y: Tensor) -> Tensor:
+            self.check_output(out, y, num_labels)
+            return self(out, y)
+
+        return loss
+
+    def check_output(self, out: Tensor, y: Tensor, num_labels: int) -> None:
+        """Raise ``ValueError`` if outputs ``out`` cannot be scored against targets ``y``."""
+        if self.name == "cross_entropy":
+            if out.dim() != 2 or out.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"the model must output logits shaped [examples, n_way] = [{y.shape[0]}, ...]"
+                    f" for cross-entropy, got {tuple(out.shape)}"
+                )
+            if num_labels > out.shape[1]:
+                raise ValueError(
+                    f"labels must lie in 0..n_way-1 with n_way={out.shape[1]} (the model's "
+                    f"outputs), but the meta-batch has label {num_labels - 1}"
+                )
+        elif out.shape != y.shape:
+            raise ValueError(
+                f"the model's outputs {tuple(out.shape)} and the regression targets "
+                f"{tuple(y.shape)} must have the same shape for the MSE loss"
+            )
+
+    def metric(self, out: Tensor, y: Tensor) -> Tensor:
+        """Return the per-task score: accuracy (classification) or MSE (regression)."""
+        if self.name == "cross_entropy":
+            return (out.argmax(dim=-1) == y).float().mean()
+        return F.mse_loss(out, y)

@@ -1,0 +1,101 @@
+"""Prototypical Networks (Snell et al., 2017)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metacrl.learners.base import MetaLearner
+from metacrl.learners.batch import MetaBatch
+from metacrl.learners.inner_loop import Predictor
+from metacrl.learners.losses import LossFn
+from metacrl.regularizer.factors import TaskFactors
+
+__all__ = ["ProtoNet", "prototype_logits"]
+
+
+def prototype_logits(h_spt: Tensor, y_spt: Tensor, h_qry: Tensor) -> Tensor:
+    """Return ``-||h_qry - c_k||^2`` for the class means ``c_k`` of the support embeddings.
+
+    Args:
+        h_spt: Support embeddings ``[n_support, dim]``, or ``[E, n_support, dim]`` for ``E``
+            tasks at once.
+        y_spt: Support labels ``[n_support]`` (or ``[E, n_support]``) in ``0..n_way-1``, every
+            class present.
+        h_qry: Query embeddings ``[n_query, dim]`` (or ``[E, n_query, dim]``).
+
+    Returns:
+        Logits ``[n_query, n_way]`` (or ``[E, n_query, n_way]``).
+    """
+    n_way = int(y_spt.max()) + 1
+    onehot = F.one_hot(y_spt, n_way).to(h_spt.dtype)
+    prototypes = (onehot.transpose(-1, -2) @ h_spt) / onehot.sum(dim=-2).unsqueeze(-1)
+    sq_dist = (
+        h_qry.square().sum(dim=-1, keepdim=True)
+        - 2.0 * h_qry @ prototypes.transpose(-1, -2)
+        + prototypes.square().sum(dim=-1).unsqueeze(-2)
+    )
+    return -sq_dist
+
+
+class ProtoNet(MetaLearner):
+    """ProtoNet: classify queries by squared distance to the class means of support embeddings.
+
+    No gradient steps: "adaptation" is computing prototypes. The embedding is ``model.features``
+    (gated by MetaCRL when wrapped); ``model.head`` is not used.
+
+    Args:
+        model: A model with ``features``, ``head`` and ``feature_dim``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from metacrl import ProtoNet
+        >>> from metacrl.models import FeatureHead
+        >>> model = FeatureHead(nn.Linear(4, 16), nn.Identity(), feature_dim=16)
+        >>> proto = ProtoNet(model)
+        >>> y = torch.arange(3).repeat(2).unsqueeze(0)   # 3-way 2-shot, one task
+        >>> out = proto.meta_step(torch.randn(1, 6, 4), y, torch.randn(1, 6, 4), y)
+        >>> out.task_scores.shape
+        torch.Size([1])
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model, loss="cross_entropy", backend="func")
+
+    def _check_batch(self, batch: MetaBatch) -> None:
+        present = F.one_hot(batch.y_spt, batch.num_labels).sum(dim=1) > 0  # [T, n_way]
+        if not bool(present.all()):
+            task, label = (~present).nonzero()[0].tolist()
+            raise ValueError(
+                f"ProtoNet needs every label of the meta-batch (0..{batch.num_labels - 1}) in "
+                f"each support set: task {task} has no support example of label {label}"
+            )
+
+    def _adapt(
+        self,
+        x_spt: Tensor,
+        y_spt: Tensor,
+        loss_fn: LossFn,
+        factors: TaskFactors | None,
+        *,
+        training: bool,
+        steps: int,
+    ) -> Predictor:
+        features = self.net.features
+
+        def embed(x: Tensor) -> Tensor:
+            feats: Tensor = features(x)
+            return feats if factors is None else factors.transform(feats)
+
+        with torch.set_grad_enabled(training and torch.is_grad_enabled()):
+            feats_spt = features(x_spt)
+            if factors is not None:
+                factors.prepare(feats_spt)
+            h_spt = feats_spt if factors is None else factors.transform(feats_spt)
+        return lambda x: prototype_logits(h_spt, y_spt, embed(x))
+
+    def head_task(self, h_spt: Tensor, y_spt: Tensor, h_qry: Tensor, loss_fn: LossFn) -> Tensor:
+        """Prototype logits of ``E`` tasks on given embeddings (no parameters involved)."""
+        return prototype_logits(h_spt, y_spt, h_qry)

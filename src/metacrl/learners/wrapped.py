@@ -1,0 +1,140 @@
+"""A reference learner with MetaCRL added: same interface, MetaCRL in training and testing."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from torch import Tensor
+
+from metacrl.learners.base import Learner, MetaLearner
+from metacrl.learners.batch import MetaBatch
+from metacrl.learners.inner_loop import Predictor
+from metacrl.learners.outputs import EvalOutput, MetaStepOutput
+from metacrl.regularizer.causal import Environment
+from metacrl.regularizer.factors import TaskFactors
+from metacrl.regularizer.regularizer import MetaCRLRegularizer
+
+__all__ = ["MetaCRLLearner"]
+
+
+class MetaCRLLearner(Learner):
+    """A learner whose meta-step carries MetaCRL's bi-level update (build with ``reg.wrap``).
+
+    Lower level: the base learner adapts on each support set with ``Xi`` and ``f_gr`` fixed;
+    its head sees the task's gated factors. Upper level, per meta-batch:
+
+    * ``mode="alternating"``: ``crl_steps`` causal steps update ``Xi`` and ``f_gr`` (θ
+      frozen) on the environments (this meta-batch's tasks plus those of the last ``replay``
+      meta-batches); then the returned loss is θ's mean query loss through the (frozen) gates.
+    * ``mode="joint"``: the returned loss is the mean query loss plus ``lambda_inv * L_inv +
+      L_dis``; one optimiser step updates θ, ``Xi`` and ``f_gr``.
+
+    Meta-testing (:meth:`evaluate`, :meth:`adapt`) uses the gates too. ``parameters()``
+    includes θ, ``Xi`` and ``f_gr``; the replay of earlier meta-batches is part of
+    ``state_dict()``, so a resumed run continues exactly.
+
+    Args:
+        learner: The base learner.
+        regularizer: The MetaCRL regularizer.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from metacrl import ANIL, MetaCRLRegularizer
+        >>> from metacrl.models import FeatureHead
+        >>> model = FeatureHead(nn.Sequential(nn.Linear(4, 16), nn.ReLU()), nn.Linear(16, 3),
+        ...                     feature_dim=16)
+        >>> reg = MetaCRLRegularizer(feature_dim=16, num_factors=16, crl_steps=2)
+        >>> learner = reg.wrap(ANIL(model, inner_lr=0.1, inner_steps=2))
+        >>> x, y = torch.randn(2, 6, 4), torch.randint(0, 3, (2, 6))
+        >>> out = learner.meta_step(x, y, x, y)
+        >>> sorted(k for k in out.metrics if k.startswith("crl/"))[:2]
+        ['crl/disentanglement', 'crl/gate_mean']
+    """
+
+    def __init__(self, learner: MetaLearner, regularizer: MetaCRLRegularizer) -> None:
+        super().__init__()
+        self.learner = learner
+        self.regularizer = regularizer
+        self._replay: deque[MetaBatch] = deque(maxlen=regularizer.replay)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            learner = super().__getattr__("learner")
+            return getattr(learner, name)
+
+    # ------------------------------------------------------------------ interface
+    def meta_step(
+        self, x_spt: Tensor, y_spt: Tensor, x_qry: Tensor, y_qry: Tensor
+    ) -> MetaStepOutput:
+        """Run MetaCRL's upper level on a meta-batch and return the meta-loss.
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets.
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+
+        Returns:
+            The meta-loss (see the class docstring for what it contains in each mode), the
+            query scores, and the MetaCRL terms under ``metrics["crl/*"]``.
+        """
+        reg, base = self.regularizer, self.learner
+        batch = base.as_batch(x_spt, y_spt, x_qry, y_qry)
+        joint = reg.mode == "joint"
+        # replayed batches were checked when they were current
+        loss_fn = base.task_loss.checked(batch.num_labels)
+        metrics: dict[str, float] = {}
+        if not joint:
+            terms = reg.causal_step(self._environments(batch), base.head_task, loss_fn)
+            metrics.update(terms.metrics())
+        out = base._meta_step(batch, lambda: TaskFactors(reg, frozen=not joint))
+        if joint:
+            terms = reg.causal_objective(self._environments(batch), base.head_task, loss_fn)
+            out.loss = out.loss + reg.lambda_inv * terms.invariance + terms.disentanglement
+            metrics.update(terms.metrics())
+        if reg.replay > 0:
+            self._replay.append(batch.detach())
+        out.metrics.update(metrics)
+        return out
+
+    def evaluate(
+        self,
+        x_spt: Tensor,
+        y_spt: Tensor,
+        x_qry: Tensor,
+        y_qry: Tensor,
+        inner_steps: int | None = None,
+    ) -> EvalOutput:
+        """Meta-test with the task gates (see :meth:`MetaLearner.evaluate`)."""
+        batch = self.learner.as_batch(x_spt, y_spt, x_qry, y_qry)
+        return self.learner._evaluate(batch, self._frozen_factors, inner_steps)
+
+    def adapt(self, x_spt: Tensor, y_spt: Tensor, inner_steps: int | None = None) -> Predictor:
+        """Adapt to one task with its gates (see :meth:`MetaLearner.adapt`)."""
+        return self.learner._adapt_one(x_spt, y_spt, self._frozen_factors(), inner_steps)
+
+    # ------------------------------------------------------------------ internals
+    def _frozen_factors(self) -> TaskFactors:
+        return TaskFactors(self.regularizer, frozen=True)
+
+    def _environments(self, batch: MetaBatch) -> list[Environment]:
+        envs = self.learner.environments(batch)
+        for earlier in self._replay:
+            envs.extend(self.learner.environments(earlier))
+        return envs
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Save the replayed meta-batches with the parameters."""
+        return {
+            "replay": [(b.x_spt, b.y_spt, b.x_qry, b.y_qry, b.num_labels) for b in self._replay]
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the replayed meta-batches."""
+        self._replay.clear()
+        for x_s, y_s, x_q, y_q, n in state.get("replay", []):
+            self._replay.append(MetaBatch(x_s, y_s, x_q, y_q, n))
