@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from metacrl.learners.gradient_based import GradientLearner
@@ -63,17 +62,8 @@ class ANIL(GradientLearner):
         training: bool,
         steps: int,
     ) -> Predictor:
-        features, head = self.net.features, self.net.head
-
-        def head_inputs(x: Tensor) -> Tensor:
-            feats: Tensor = features(x)
-            return feats if factors is None else factors.transform(feats)
-
-        with torch.set_grad_enabled(training and torch.is_grad_enabled()):
-            feats_spt = features(x_spt)
-            if factors is not None:
-                factors.prepare(feats_spt)
-            h_spt = feats_spt if factors is None else factors.transform(feats_spt)
+        head = self.net.head
+        h_spt = self._support_head_inputs(x_spt, factors, training)
         names = [n for n, p in head.named_parameters() if p.requires_grad]
         predict_head = inner_loop(
             head,
@@ -87,4 +77,4 @@ class ANIL(GradientLearner):
             training=training,
             backend=self.backend,
         )
-        return lambda x: predict_head(head_inputs(x))
+        return lambda x: predict_head(self._head_inputs(x, factors))

@@ -299,6 +299,22 @@ class MetaLearner(Learner):
 
         return adapted
 
+    def _head_inputs(self, x: Tensor, factors: TaskFactors | None) -> Tensor:
+        """What the head sees for inputs ``x``: the features, gated when ``factors`` is given."""
+        feats: Tensor = self.net.features(x)
+        return feats if factors is None else factors.transform(feats)
+
+    def _support_head_inputs(
+        self, x_spt: Tensor, factors: TaskFactors | None, training: bool
+    ) -> Tensor:
+        """Head inputs of a support set; computes the task's gates from it first."""
+        with torch.set_grad_enabled(training and torch.is_grad_enabled()):
+            feats: Tensor = self.net.features(x_spt)
+            if factors is None:
+                return feats
+            factors.prepare(feats)
+            return factors.transform(feats)
+
     def environments(self, batch: MetaBatch) -> list[Environment]:
         """Return the tasks of ``batch`` as environments: features at the current θ, no grad."""
         envs = []

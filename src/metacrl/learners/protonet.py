@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -83,18 +82,8 @@ class ProtoNet(MetaLearner):
         training: bool,
         steps: int,
     ) -> Predictor:
-        features = self.net.features
-
-        def embed(x: Tensor) -> Tensor:
-            feats: Tensor = features(x)
-            return feats if factors is None else factors.transform(feats)
-
-        with torch.set_grad_enabled(training and torch.is_grad_enabled()):
-            feats_spt = features(x_spt)
-            if factors is not None:
-                factors.prepare(feats_spt)
-            h_spt = feats_spt if factors is None else factors.transform(feats_spt)
-        return lambda x: prototype_logits(h_spt, y_spt, embed(x))
+        h_spt = self._support_head_inputs(x_spt, factors, training)
+        return lambda x: prototype_logits(h_spt, y_spt, self._head_inputs(x, factors))
 
     def head_task(self, h_spt: Tensor, y_spt: Tensor, h_qry: Tensor, loss_fn: LossFn) -> Tensor:
         """Prototype logits of ``E`` tasks on given embeddings (no parameters involved)."""
