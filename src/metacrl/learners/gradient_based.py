@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from metacrl.learners.base import MetaLearner
+from metacrl.learners.batch import MetaBatch
 from metacrl.learners.inner_loop import Backend, LearningRates, inner_loop
 from metacrl.learners.linear_head import adapt_linear_heads
 from metacrl.learners.losses import LossFn, LossName
@@ -60,6 +61,20 @@ class GradientLearner(MetaLearner):
             "test_inner_steps", inner_steps if test_inner_steps is None else test_inner_steps
         )
         self.first_order = bool(first_order)
+
+    def _check_batch(self, batch: MetaBatch) -> None:
+        """Refuse float16 autocast in second-order mode (its double backward overflows)."""
+        device_type = batch.x_spt.device.type
+        if (
+            not self.first_order
+            and torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type) == torch.float16
+        ):
+            raise ValueError(
+                "float16 autocast gives NaN in second-order inner loops (the double backward "
+                "overflows); use torch.autocast(..., dtype=torch.bfloat16), float32, or "
+                "first_order=True"
+            )
 
     def extra_repr(self) -> str:
         """Summarise the settings in ``repr``."""

@@ -1,6 +1,10 @@
 """Backbones that follow the metacrl model contract (``features``, ``head``, ``feature_dim``)."""
 
 from metacrl.models.contract import FeatureHead, check_model
+from metacrl.models.conv4 import Conv4
+from metacrl.models.dropblock import DropBlock
 from metacrl.models.gated import GatedModel
+from metacrl.models.mlp import MLP
+from metacrl.models.resnet12 import ResNet12
 
-__all__ = ["FeatureHead", "GatedModel", "check_model"]
+__all__ = ["MLP", "Conv4", "DropBlock", "FeatureHead", "GatedModel", "ResNet12", "check_model"]

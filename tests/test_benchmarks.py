@@ -1,0 +1,34 @@
+"""The benchmark scripts run (quick settings on the CPU); their numbers are not asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_gpu_backbones_script_runs_on_the_cpu():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "gpu_backbones.py"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--backbones",
+            "Conv4-32",
+            "ResNet-12",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("device: CPU")
+    rows = [line for line in lines if line.startswith(("Conv4-32", "ResNet-12"))]
+    assert len(rows) == 4  # fp32 and bf16 for each backbone
+    assert all(float(row.split()[-2]) > 0 for row in rows)
