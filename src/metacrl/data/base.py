@@ -1,0 +1,56 @@
+"""The contract shared by every task dataset of :mod:`metacrl.data`."""
+
+from __future__ import annotations
+
+import abc
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from metacrl.data._checks import check_index, check_int
+from metacrl.data.seeding import check_seed
+
+__all__ = ["Task", "TaskDataset"]
+
+Task = tuple[Tensor, Tensor, Tensor, Tensor]
+"""One task ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis."""
+
+
+class TaskDataset(Dataset[Task], abc.ABC):
+    """A map-style dataset of few-shot tasks (episodes), usable by :mod:`torch.utils.data`.
+
+    ``len(ds)`` is the number of tasks (the seed code's ``batchsz``) and ``ds[i]`` returns task
+    ``i`` as ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis. Task ``i`` is a pure function
+    of ``(seed, i)``: the same index always gives the same task, whichever process asks, so
+    loading with any number of workers yields the same stream. Stack tasks into meta-batches
+    ``[T, ...]`` with :class:`~metacrl.data.TaskLoader`.
+
+    Args:
+        batchsz: The number of tasks.
+        seed: The seed of the task stream (a non-negative integer).
+
+    Raises:
+        TypeError: If ``batchsz`` or ``seed`` is not an integer.
+        ValueError: If ``batchsz < 1`` or ``seed < 0``.
+    """
+
+    def __init__(self, batchsz: int, seed: int) -> None:
+        self.batchsz = check_int("batchsz", batchsz)
+        self.seed = check_seed(seed)
+
+    def __len__(self) -> int:
+        return self.batchsz
+
+    def __getitem__(self, index: int) -> Task:
+        return self.task(check_index(index, self.batchsz))
+
+    @abc.abstractmethod
+    def task(self, index: int) -> Task:
+        """Make task ``index`` (already checked to lie in ``0..len-1``).
+
+        Args:
+            index: The task index.
+
+        Returns:
+            ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis.
+        """

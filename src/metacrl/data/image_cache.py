@@ -1,0 +1,206 @@
+"""An on-disk cache of decoded, resized images: built once, validated, reused.
+
+The cache is two files in the cache directory: ``<name>.npy``, a ``uint8`` array
+``[num_images, size, size, 3]`` loaded with memory mapping, and ``<name>.json``, a header with the
+list of image filenames and the size. A cache is used only if the header matches the requested
+filenames (same images in the same order) and size, and the array has the expected shape;
+otherwise it is rebuilt. Both files are written atomically (temporary file in the same
+directory, fsync, :func:`os.replace`), the header last and only after the array is in place, so
+an interrupted build leaves the previous state or no cache at all, never a broken one (a build
+killed outright leaves a hidden temporary file, removed by the next build). Replacing
+an image file's *content* under the same name is not detected: delete the cache then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from metacrl.data.atomic import atomic_path, remove_orphans, write_bytes_atomic
+from metacrl.data.image_decode import decode_image
+
+__all__ = ["CACHE_FORMAT", "build_image_cache", "load_image_cache", "open_image_cache"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = {"format": "metacrl-image-cache", "version": 1, "interpolation": "PIL-bilinear"}
+"""Header fields that every valid cache carries; bump ``version`` when the layout changes."""
+
+_CHUNK = 256
+
+
+def _header(filenames: Sequence[str], size: int) -> dict[str, object]:
+    return {
+        **CACHE_FORMAT,
+        "size": int(size),
+        "count": len(filenames),
+        "filenames": list(filenames),
+    }
+
+
+def _paths(directory: Path, name: str) -> tuple[Path, Path]:
+    return directory / f"{name}.npy", directory / f"{name}.json"
+
+
+def load_image_cache(
+    directory: str | Path, name: str, filenames: Sequence[str], size: int
+) -> np.ndarray | None:
+    """Open a valid cache, or return ``None`` if it is absent, stale or unreadable.
+
+    Args:
+        directory: The cache directory.
+        name: The cache's base name (without suffix).
+        filenames: The images the cache must hold, in order.
+        size: Their side length.
+
+    Returns:
+        The memory-mapped ``uint8`` array ``[len(filenames), size, size, 3]``, or ``None``.
+
+    Example:
+        >>> load_image_cache("/nonexistent", "train-84px", ["a.jpg"], 84) is None
+        True
+    """
+    array_path, header_path = _paths(Path(directory), name)
+    try:
+        header = json.loads(header_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if header != _header(filenames, size):
+        logger.info("image cache %s is stale (different images or size)", header_path)
+        return None
+    try:
+        images: np.ndarray = np.load(array_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if images.dtype != np.uint8 or images.shape != (len(filenames), size, size, 3):
+        return None
+    return images
+
+
+def build_image_cache(
+    directory: str | Path,
+    name: str,
+    files: Sequence[Path],
+    filenames: Sequence[str],
+    size: int,
+    *,
+    progress: bool = True,
+    threads: int | None = None,
+    desc: str = "caching images",
+) -> np.ndarray:
+    """Decode and resize every image into a new cache, atomically, and open it.
+
+    Args:
+        directory: The cache directory (created if needed).
+        name: The cache's base name (without suffix).
+        files: The image files, in order.
+        filenames: The names recorded in the header (one per file, e.g. relative names).
+        size: The side length to resize to.
+        progress: Show a progress bar.
+        threads: Decoding threads (PIL releases the GIL); default ``min(8, cpu_count)``.
+        desc: The progress bar's label.
+
+    Returns:
+        The memory-mapped ``uint8`` array ``[len(files), size, size, 3]``.
+
+    Raises:
+        OSError: If the cache directory cannot be written.
+        ValueError: If an image cannot be decoded (the file is named); no cache is left behind.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     Image.new("RGB", (8, 8)).save(f"{d}/a.png")
+        ...     arr = build_image_cache(d, "c", [Path(f"{d}/a.png")], ["a.png"], 4, progress=False)
+        ...     arr.shape, load_image_cache(d, "c", ["a.png"], 4) is not None
+        ((1, 4, 4, 3), True)
+    """
+    from tqdm.auto import tqdm
+
+    if len(files) != len(filenames):
+        raise ValueError(f"got {len(files)} files but {len(filenames)} filenames")
+    directory = Path(directory)
+    array_path, header_path = _paths(directory, name)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        header_path.unlink(missing_ok=True)  # invalidate first: the header is written last
+        for orphan in remove_orphans(array_path):
+            logger.info("removed %s, left by an interrupted cache build", orphan)
+    except OSError as err:
+        raise OSError(
+            f"cannot write the image cache in {directory}: {err}; pass cache_dir= to put it "
+            "elsewhere, or cache=False to decode images on every access"
+        ) from err
+    n_threads = threads if threads is not None else min(8, os.cpu_count() or 1)
+    logger.info("building image cache %s (%d images at %dpx)", array_path, len(files), size)
+    with atomic_path(array_path) as tmp:
+        out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
+        with (
+            ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool,
+            tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar,
+        ):
+            for start in range(0, len(files), _CHUNK):
+                chunk = files[start : start + _CHUNK]
+                for k, img in enumerate(pool.map(lambda f: decode_image(f, size), chunk)):
+                    out[start + k] = img
+                bar.update(len(chunk))
+        out.flush()
+        del out
+    write_bytes_atomic(header_path, json.dumps(_header(filenames, size)).encode("utf-8"))
+    images = load_image_cache(directory, name, filenames, size)
+    if images is None:  # pragma: no cover - only if another process removed it meanwhile
+        raise OSError(f"the image cache {array_path} vanished right after it was written")
+    return images
+
+
+def open_image_cache(
+    directory: str | Path,
+    name: str,
+    files: Sequence[Path],
+    filenames: Sequence[str],
+    size: int,
+    *,
+    progress: bool = True,
+    desc: str = "caching images",
+) -> np.ndarray:
+    """Open the cache if it is valid, else build it (see :func:`build_image_cache`).
+
+    Args:
+        directory: The cache directory.
+        name: The cache's base name.
+        files: The image files, in order (only read when building).
+        filenames: The names recorded in the header.
+        size: The side length.
+        progress: Show a progress bar while building.
+        desc: The progress bar's label.
+
+    Returns:
+        The memory-mapped ``uint8`` array ``[len(files), size, size, 3]``.
+
+    Raises:
+        OSError: If the cache has to be built and the directory cannot be written.
+        ValueError: If an image cannot be decoded.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     Image.new("RGB", (8, 8)).save(f"{d}/a.png")
+        ...     f = [Path(f"{d}/a.png")]
+        ...     a = open_image_cache(d, "c", f, ["a.png"], 4, progress=False)
+        ...     b = open_image_cache(d, "c", f, ["a.png"], 4, progress=False)  # reused
+        ...     bool((a == b).all())
+        True
+    """
+    images = load_image_cache(directory, name, filenames, size)
+    if images is not None:
+        return images
+    return build_image_cache(directory, name, files, filenames, size, progress=progress, desc=desc)

@@ -1,0 +1,319 @@
+"""miniImageNet episodes from the seed code's folder format or the common pickle files.
+
+Two on-disk formats are read:
+
+* the seed code's (dragen1860/MAML-Pytorch): ``root/images/*.jpg`` and ``root/{mode}.csv`` with
+  the header ``filename,label`` (a class name such as ``n01532829``). Decoding JPEGs on every
+  access is far too slow, so the images of a split are decoded and resized once into a ``uint8``
+  cache (``root/cache/{mode}-{resize}px.npy`` plus a JSON header, see
+  :mod:`metacrl.data.image_cache`) and memory-mapped afterwards;
+* the widely shared pickles ``root/mini-imagenet-cache-{train,validation,test}.pkl`` (or ``root``
+  given as such a file): a dict with ``image_data`` ``uint8 [N, 84, 84, 3]`` and ``class_dict``.
+
+The real data has 64/16/20 classes of 600 images; any counts are accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metacrl.data._checks import check_choice, check_index, check_int
+from metacrl.data.base import Task, TaskDataset
+from metacrl.data.episodes import Episode, sample_episode
+from metacrl.data.image_cache import build_image_cache, load_image_cache
+from metacrl.data.image_decode import decode_image, resize_images
+from metacrl.data.miniimagenet_csv import read_split_csv
+from metacrl.data.miniimagenet_pickle import pickle_path, read_split_pickle
+from metacrl.data.normalize import to_tensor
+from metacrl.data.seeding import task_rng
+
+__all__ = ["MODES", "MiniImagenet"]
+
+MODES = ("train", "val", "test")
+"""The splits, in the order of their key in the task seed."""
+
+
+class MiniImagenet(TaskDataset):
+    """N-way K-shot episodes of miniImageNet (map-style: ``ds[i]`` is task ``i``).
+
+    Task ``i`` draws ``n_way`` classes in random order (label ``j`` is the ``j``-th drawn class,
+    so labels are remapped to ``0..n_way-1`` differently in every task) and ``k_shot + k_query``
+    distinct images of each, from a generator seeded by ``(seed, mode, i)``. Examples are ordered
+    class-major: all support images of label 0, then label 1, ... (likewise the query set).
+
+    Images are resized to ``resize x resize`` with PIL's bilinear filter (antialiased when
+    shrinking, as ``torchvision.transforms.Resize`` in the seed code) and returned as float
+    tensors ``[3, resize, resize]``: pixels scaled to ``[0, 1]`` then standardised with the
+    ImageNet mean ``(0.485, 0.456, 0.406)`` and std ``(0.229, 0.224, 0.225)`` as in the seed code;
+    with ``normalize=False`` they stay in ``[0, 1]``.
+
+    Args:
+        root: The data folder (``images/`` plus ``{mode}.csv``, or the pickles), or one
+            ``mini-imagenet-cache-*.pkl`` file (whose split is then used whatever ``mode`` says).
+        mode: ``"train"``, ``"val"`` or ``"test"``.
+        n_way: Classes per task.
+        k_shot: Support images per class.
+        k_query: Query images per class.
+        batchsz: The number of tasks (``len(ds)``).
+        resize: The image side length in pixels.
+        seed: The seed of the task stream.
+        cache: Folder format only: decode the split once into an on-disk cache and reuse it
+            (``False`` decodes and resizes every image on every access, as the seed code does:
+            correct but slow). The pickle format already holds decoded images (resized once in
+            memory if ``resize != 84``) and never writes a cache.
+        cache_dir: Where the cache goes (default ``root/cache``; one folder per dataset).
+        normalize: Standardise with the ImageNet mean and std.
+        progress: Show a progress bar while building the cache (or resizing a pickle).
+
+    Attributes:
+        classes: The split's class names, sorted; :meth:`episode` refers to them by index.
+        source: The CSV or pickle file the split was read from.
+        cache_path: The cache's ``.npy`` file, or ``None`` (no cache: pickle, ``cache=False``).
+        files: The image files (folder format), in CSV order, or ``None`` (pickle).
+
+    Worker processes get the dataset by pickling (or forking): a cached dataset re-opens its
+    memory-mapped cache there instead of copying it; a pickle-format dataset is copied.
+
+    Raises:
+        FileNotFoundError: If ``root``, the split's CSV or pickle, or a listed image is missing
+            (images are checked whenever they must be decoded: building the cache, or
+            ``cache=False``).
+        ValueError: For a malformed CSV or pickle, an unreadable image, a class with fewer than
+            ``k_shot + k_query`` images, ``n_way`` above the number of classes, or a bad
+            argument.
+        TypeError: If a count is not an integer.
+
+    Example:
+        >>> import tempfile
+        >>> from metacrl.data import write_fake_miniimagenet
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = write_fake_miniimagenet(tmp.name, classes_per_split=(5, 2, 2),
+        ...                                images_per_class=4, image_size=16)
+        >>> ds = MiniImagenet(root, "train", n_way=5, k_shot=1, k_query=2, batchsz=10,
+        ...                   resize=8, progress=False)
+        >>> x_spt, y_spt, x_qry, y_qry = ds[0]
+        >>> tuple(x_spt.shape), y_spt.tolist(), tuple(x_qry.shape)
+        ((5, 3, 8, 8), [0, 1, 2, 3, 4], (10, 3, 8, 8))
+        >>> tmp.cleanup()
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        mode: str = "train",
+        n_way: int = 5,
+        k_shot: int = 1,
+        k_query: int = 15,
+        batchsz: int = 10000,
+        resize: int = 84,
+        seed: int = 0,
+        cache: bool = True,
+        *,
+        cache_dir: str | Path | None = None,
+        normalize: bool = True,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(batchsz, seed)
+        self.mode = check_choice("mode", mode, MODES)
+        self.n_way = check_int("n_way", n_way)
+        self.k_shot = check_int("k_shot", k_shot)
+        self.k_query = check_int("k_query", k_query)
+        self.resize = check_int("resize", resize)
+        self.normalize = bool(normalize)
+        self.root = Path(root)
+        self.source = self.root
+        self.cache_path: Path | None = None
+        self.files: list[Path] | None = None
+        self._images: np.ndarray | None = None
+
+        if self.root.is_file():
+            if self.root.suffix != ".pkl":
+                raise ValueError(
+                    f"root must be a data folder or a mini-imagenet-cache-*.pkl file, got the "
+                    f"file {self.root}"
+                )
+            self._init_pickle(self.root, progress)
+        elif not self.root.is_dir():
+            raise FileNotFoundError(f"miniImageNet root folder not found: {self.root}")
+        else:
+            csv_path, pkl_path = self.root / f"{self.mode}.csv", pickle_path(self.root, self.mode)
+            if csv_path.is_file():
+                self._init_csv(csv_path, cache, cache_dir, progress)
+            elif pkl_path.is_file():
+                self._init_pickle(pkl_path, progress)
+            else:
+                raise FileNotFoundError(
+                    f"no {self.mode!r} split in {self.root}: looked for {csv_path} (seed format, "
+                    f"with images/) and {pkl_path} (pickle format)"
+                )
+
+    # ------------------------------------------------------------------ construction
+    def _init_csv(
+        self, csv_path: Path, cache: bool, cache_dir: str | Path | None, progress: bool
+    ) -> None:
+        self.source = csv_path
+        split = read_split_csv(csv_path)
+        self._set_classes(split.labels, where=str(csv_path))
+        images_dir = self.root / "images"
+        self.files = [images_dir / name for name in split.filenames]
+        if cache:
+            directory = Path(cache_dir) if cache_dir is not None else self.root / "cache"
+            name = f"{self.mode}-{self.resize}px"
+            images = load_image_cache(directory, name, split.filenames, self.resize)
+            if images is None:
+                self._check_files(split.lines, csv_path, images_dir)
+                images = build_image_cache(
+                    directory,
+                    name,
+                    self.files,
+                    split.filenames,
+                    self.resize,
+                    progress=progress,
+                    desc=f"caching miniImageNet {self.mode} at {self.resize}px",
+                )
+            self.cache_path = directory / f"{name}.npy"
+            self._images = images
+        else:
+            self._check_files(split.lines, csv_path, images_dir)
+
+    def _check_files(self, lines: list[int], csv_path: Path, images_dir: Path) -> None:
+        assert self.files is not None
+        if not images_dir.is_dir():
+            raise FileNotFoundError(
+                f"images folder not found: {images_dir} (the images listed in {csv_path})"
+            )
+        for path, line in zip(self.files, lines, strict=True):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"image file not found: {path} (listed in {csv_path}, line {line})"
+                )
+
+    def _init_pickle(self, path: Path, progress: bool) -> None:
+        self.source = path
+        split = read_split_pickle(path)
+        images = split.images
+        if images.shape[1:3] != (self.resize, self.resize):
+            images = resize_images(
+                images, self.resize, progress, desc=f"resizing miniImageNet {self.mode}"
+            )
+        self._images = images
+        self._class_rows_from(split.class_rows, where=str(path))
+
+    def _set_classes(self, labels: list[str], where: str) -> None:
+        rows: dict[str, list[int]] = {}
+        for row, label in enumerate(labels):
+            rows.setdefault(label, []).append(row)
+        self._class_rows_from(
+            {name: np.asarray(r, dtype=np.int64) for name, r in rows.items()}, where
+        )
+
+    def _class_rows_from(self, class_rows: dict[str, np.ndarray], where: str) -> None:
+        self.classes = sorted(class_rows)
+        self._class_rows = [class_rows[name] for name in self.classes]
+        if self.n_way > len(self.classes):
+            raise ValueError(
+                f"n_way={self.n_way} is larger than the {len(self.classes)} classes of the "
+                f"{self.mode!r} split ({where})"
+            )
+        need = self.k_shot + self.k_query
+        for name, rows in zip(self.classes, self._class_rows, strict=True):
+            if len(rows) < need:
+                raise ValueError(
+                    f"class {name!r} has {len(rows)} images in {where}, fewer than "
+                    f"k_shot + k_query = {self.k_shot} + {self.k_query} = {need}"
+                )
+
+    # ------------------------------------------------------------------ access
+    @property
+    def num_classes(self) -> int:
+        """The number of classes of the split."""
+        return len(self.classes)
+
+    @property
+    def num_images(self) -> int:
+        """The number of images of the split."""
+        return sum(len(r) for r in self._class_rows)
+
+    def class_rows(self, index: int) -> np.ndarray:
+        """Return the image rows of class ``self.classes[index]``.
+
+        Args:
+            index: A class index in ``0..num_classes-1``.
+
+        Returns:
+            The rows (indices for :meth:`load_images`) of the class's images.
+        """
+        return self._class_rows[index]
+
+    def episode(self, index: int) -> Episode:
+        """Return which images (and labels) make task ``index``.
+
+        Args:
+            index: The task index (negative counts from the end).
+
+        Returns:
+            The :class:`~metacrl.data.episodes.Episode` (classes, image rows, labels).
+
+        Raises:
+            IndexError: If ``index`` is out of range.
+        """
+        rng = self._rng(check_index(index, self.batchsz))
+        return sample_episode(rng, self._class_rows, self.n_way, self.k_shot, self.k_query)
+
+    def load_images(self, rows: np.ndarray) -> np.ndarray:
+        """Return images by row as ``uint8`` ``[len(rows), resize, resize, 3]``.
+
+        Rows come from the cache (or the pickle) when there is one, else are decoded now.
+
+        Args:
+            rows: Image rows.
+
+        Returns:
+            The resized RGB images.
+        """
+        if self._images is None and self.cache_path is not None:
+            self._images = np.load(self.cache_path, mmap_mode="r", allow_pickle=False)
+        if self._images is not None:
+            return np.asarray(self._images[np.asarray(rows)])
+        assert self.files is not None
+        return np.stack([decode_image(self.files[int(r)], self.resize) for r in rows])
+
+    def task(self, index: int) -> Task:
+        """Make task ``index``: normalised images ``[N*K, 3, H, W]`` and labels ``[N*K]``.
+
+        Args:
+            index: The task index.
+
+        Returns:
+            ``(x_spt, y_spt, x_qry, y_qry)``, images ``float32`` and labels ``int64``.
+        """
+        ep = self.episode(index)
+        x = to_tensor(self.load_images(np.concatenate([ep.support, ep.query])), self.normalize)
+        n_spt = len(ep.support)
+        return (
+            x[:n_spt],
+            torch.from_numpy(ep.y_spt),
+            x[n_spt:],
+            torch.from_numpy(ep.y_qry),
+        )
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return task_rng(self.seed, MODES.index(self.mode), index)
+
+    # ------------------------------------------------------------------ pickling for workers
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.cache_path is not None:
+            state["_images"] = None  # workers re-open the memory map instead of copying it
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"MiniImagenet(root={str(self.root)!r}, mode={self.mode!r}, n_way={self.n_way}, "
+            f"k_shot={self.k_shot}, k_query={self.k_query}, batchsz={self.batchsz}, "
+            f"resize={self.resize}, classes={self.num_classes}, images={self.num_images})"
+        )
