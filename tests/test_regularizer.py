@@ -196,15 +196,36 @@ def test_wrap_module_returns_a_gated_model_that_includes_the_regularizer():
     assert task.last_output is out
 
 
-def test_replay_adds_earlier_meta_batches_as_environments():
+@pytest.mark.parametrize("refresh", [False, True])
+def test_replay_adds_earlier_meta_batches_as_environments(refresh):
     torch.manual_seed(0)
-    reg = MetaCRLRegularizer(5, num_factors=4, replay=2, crl_steps=1)
+    reg = MetaCRLRegularizer(5, num_factors=4, replay=2, crl_steps=1, refresh_replay=refresh)
     wrapped = reg.wrap(ProtoNet(tiny_model()))
     sizes = []
     for seed in range(4):
+        sizes.append(len(wrapped._replayed_environments()))
         wrapped.meta_step(*random_batch(tasks=2, seed=seed))
-        sizes.append(len(wrapped._environments(wrapped.learner.as_batch(*random_batch()))))
-    assert sizes == [4, 6, 6, 6]  # current 2 tasks + up to 2 earlier batches of 2
+    assert sizes == [0, 2, 4, 4]  # up to 2 earlier batches of 2 tasks each
+
+
+def test_replayed_features_are_kept_or_refreshed():
+    torch.manual_seed(0)
+    model = tiny_model()
+    stored = MetaCRLRegularizer(5, num_factors=4, replay=1).wrap(ProtoNet(model))
+    refreshed = MetaCRLRegularizer(5, num_factors=4, replay=1, refresh_replay=True).wrap(
+        ProtoNet(model)
+    )
+    batch = random_batch(tasks=2)
+    stored.meta_step(*batch)
+    refreshed.meta_step(*batch)
+    a, b = stored._replayed_environments(), refreshed._replayed_environments()
+    assert torch.equal(a[0].support_features, b[0].support_features)
+    with torch.no_grad():  # the backbone moves on: only the refreshed replay follows it
+        model.features[0].weight.add_(0.5)
+    a, b = stored._replayed_environments(), refreshed._replayed_environments()
+    assert not torch.equal(a[0].support_features, b[0].support_features)
+    expected = model.features(batch[0][0])
+    assert torch.allclose(b[0].support_features, expected)
 
 
 def test_replay_zero_uses_the_current_batch_only():
@@ -212,21 +233,22 @@ def test_replay_zero_uses_the_current_batch_only():
     wrapped = reg.wrap(ProtoNet(tiny_model()))
     for seed in range(3):
         wrapped.meta_step(*random_batch(tasks=2, seed=seed))
-    assert len(wrapped._environments(wrapped.learner.as_batch(*random_batch()))) == 2
+    assert wrapped._replayed_environments() == []
 
 
-def test_replay_is_saved_and_restored_with_the_state_dict():
+@pytest.mark.parametrize("refresh", [False, True])
+def test_replay_is_saved_and_restored_with_the_state_dict(refresh):
     torch.manual_seed(0)
-    reg = MetaCRLRegularizer(5, num_factors=4, replay=2, crl_steps=1)
+    reg = MetaCRLRegularizer(5, num_factors=4, replay=2, crl_steps=1, refresh_replay=refresh)
     wrapped = reg.wrap(MAML(tiny_model(), inner_lr=0.3, inner_steps=1))
     for seed in range(3):
         wrapped.meta_step(*random_batch(seed=seed))
     state = wrapped.state_dict()
 
     torch.manual_seed(1)
-    other = MetaCRLRegularizer(5, num_factors=4, replay=2, crl_steps=1).wrap(
-        MAML(tiny_model(), inner_lr=0.3, inner_steps=1)
-    )
+    other = MetaCRLRegularizer(
+        5, num_factors=4, replay=2, crl_steps=1, refresh_replay=refresh
+    ).wrap(MAML(tiny_model(), inner_lr=0.3, inner_steps=1))
     other.load_state_dict(state)
     nxt = random_batch(seed=9)
     a, b = wrapped.meta_step(*nxt), other.meta_step(*nxt)

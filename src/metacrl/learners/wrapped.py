@@ -57,7 +57,9 @@ class MetaCRLLearner(Learner):
         super().__init__()
         self.learner = learner
         self.regularizer = regularizer
-        self._replay: deque[MetaBatch] = deque(maxlen=regularizer.replay)
+        # earlier meta-batches: their environments (features as computed then), or the batches
+        # themselves when the regularizer refreshes their features every step
+        self._replay: deque[list[Environment] | MetaBatch] = deque(maxlen=regularizer.replay)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -87,17 +89,19 @@ class MetaCRLLearner(Learner):
         joint = reg.mode == "joint"
         # replayed batches were checked when they were current
         loss_fn = base.task_loss.checked(batch.num_labels)
+        current = base.environments(batch)
+        envs = current + self._replayed_environments()
         metrics: dict[str, float] = {}
         if not joint:
-            terms = reg.causal_step(self._environments(batch), base.head_task, loss_fn)
+            terms = reg.causal_step(envs, base.head_task, loss_fn)
             metrics.update(terms.metrics())
         out = base._meta_step(batch, lambda: TaskFactors(reg, frozen=not joint))
         if joint:
-            terms = reg.causal_objective(self._environments(batch), base.head_task, loss_fn)
+            terms = reg.causal_objective(envs, base.head_task, loss_fn)
             out.loss = out.loss + reg.lambda_inv * terms.invariance + terms.disentanglement
             metrics.update(terms.metrics())
         if reg.replay > 0:
-            self._replay.append(batch.detach())
+            self._replay.append(batch.detach() if reg.refresh_replay else current)
         out.metrics.update(metrics)
         return out
 
@@ -121,20 +125,36 @@ class MetaCRLLearner(Learner):
     def _frozen_factors(self) -> TaskFactors:
         return TaskFactors(self.regularizer, frozen=True)
 
-    def _environments(self, batch: MetaBatch) -> list[Environment]:
-        envs = self.learner.environments(batch)
+    def _replayed_environments(self) -> list[Environment]:
+        envs: list[Environment] = []
         for earlier in self._replay:
-            envs.extend(self.learner.environments(earlier))
+            envs.extend(
+                self.learner.environments(earlier) if isinstance(earlier, MetaBatch) else earlier
+            )
         return envs
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Save the replayed meta-batches with the parameters."""
-        return {
-            "replay": [(b.x_spt, b.y_spt, b.x_qry, b.y_qry, b.num_labels) for b in self._replay]
-        }
+        """Save the replayed meta-batches (or their environments) with the parameters."""
+        entries: list[tuple[str, Any]] = []
+        for item in self._replay:
+            if isinstance(item, MetaBatch):
+                entries.append(
+                    ("batch", (item.x_spt, item.y_spt, item.x_qry, item.y_qry, item.num_labels))
+                )
+            else:
+                entries.append(
+                    (
+                        "environments",
+                        [(e.support_features, e.y_spt, e.query_features, e.y_qry) for e in item],
+                    )
+                )
+        return {"replay": entries}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore the replayed meta-batches."""
         self._replay.clear()
-        for x_s, y_s, x_q, y_q, n in state.get("replay", []):
-            self._replay.append(MetaBatch(x_s, y_s, x_q, y_q, n))
+        for kind, value in state.get("replay", []):
+            if kind == "batch":
+                self._replay.append(MetaBatch(*value))
+            else:
+                self._replay.append([Environment(*env) for env in value])

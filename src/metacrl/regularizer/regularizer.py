@@ -102,6 +102,10 @@ class MetaCRLRegularizer(nn.Module):
             meta-batch only).
         head_input: ``"features"`` (map the gated factors back with ``Xi``) or ``"factors"``.
         gate_init: Initial value of the gates (the last layer's bias), in ``(0, 1)``.
+        refresh_replay: Recompute the replayed meta-batches' features with the current backbone
+            at every step (exact, but a forward pass of ``replay`` extra meta-batches per
+            step). By default each replayed batch keeps the features computed when it was
+            current, at most ``replay`` meta-steps old.
         max_grad_norm: Clip the norm of the causal step's gradient (``Xi`` and ``f_gr``
             together) to this value; ``None`` disables clipping. Without it, a spike of the IRM
             penalty's gradient times ``xi_lr`` = 0.4 can throw ``Xi`` far off in one step, after
@@ -140,6 +144,7 @@ class MetaCRLRegularizer(nn.Module):
         head_input: HeadInput = "features",
         gate_init: float = 0.9,
         max_grad_norm: float | None = 1.0,
+        refresh_replay: bool = False,
     ) -> None:
         super().__init__()
         self.feature_dim = _check_positive_int("feature_dim", feature_dim)
@@ -158,6 +163,7 @@ class MetaCRLRegularizer(nn.Module):
         self.xi_lr = _check_non_negative("xi_lr", xi_lr, strict=True)
         self.gr_lr = _check_non_negative("gr_lr", gr_lr, strict=True)
         self.replay = _check_positive_int("replay", replay, minimum=0)
+        self.refresh_replay = bool(refresh_replay)
         self.max_grad_norm = (
             None
             if max_grad_norm is None
