@@ -1,0 +1,7 @@
+"""``python -m metacrl``: the same as the ``metacrl`` command."""
+
+import sys
+
+from metacrl.cli import main
+
+sys.exit(main())

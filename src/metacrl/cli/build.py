@@ -1,0 +1,109 @@
+"""Build the datasets, model and learner that a :class:`TrainConfig` describes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from metacrl.cli.config import ConfigError, TrainConfig
+from metacrl.learners import ANIL, MAML, Learner, MetaLearner, MetaSGD, ProtoNet
+from metacrl.learners.losses import LossName
+from metacrl.models import MLP, Conv4, ResNet12
+from metacrl.regularizer import MetaCRLRegularizer
+
+__all__ = ["build_dataset", "build_learner", "build_model", "pick_device"]
+
+
+def pick_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when present, else the CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {name!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def build_dataset(cfg: TrainConfig, mode: str, tasks: int, seed: int) -> Any:
+    """Return the task dataset of ``mode`` (``train``/``val``/``test``) with ``tasks`` episodes."""
+    from metacrl.data import ConfoundedShapes, MiniImagenet, Sinusoid
+
+    if cfg.dataset == "sinusoid":
+        return Sinusoid(batchsz=tasks, k_shot=cfg.shots, k_query=cfg.queries, seed=seed)
+    if cfg.dataset == "confounded-shapes":
+        return ConfoundedShapes(
+            mode=mode,
+            n_way=cfg.ways,
+            k_shot=cfg.shots,
+            k_query=cfg.queries,
+            rho=cfg.rho,
+            confounder=cfg.confounder,
+            image_size=cfg.image_size or 32,
+            batchsz=tasks,
+            meta_batch_size=cfg.meta_batch,
+            seed=seed,
+        )
+    assert cfg.data_root is not None
+    return MiniImagenet(
+        cfg.data_root,
+        mode=mode,
+        n_way=cfg.ways,
+        k_shot=cfg.shots,
+        k_query=cfg.queries,
+        batchsz=tasks,
+        resize=cfg.image_size or 84,
+        seed=seed,
+    )
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """Return the backbone with a head of ``ways`` outputs (1 for sinusoid)."""
+    size = cfg.image_size or 32
+    if cfg.backbone == "mlp":
+        return MLP()
+    if cfg.backbone == "resnet12":
+        return ResNet12(n_way=cfg.ways, image_size=size)
+    return Conv4(hidden=cfg.hidden, n_way=cfg.ways, image_size=size)
+
+
+def build_learner(cfg: TrainConfig, model: nn.Module, metacrl: bool) -> Learner:
+    """Return the configured learner on ``model``, wrapped by MetaCRL when ``metacrl``."""
+    loss: LossName = "mse" if cfg.dataset == "sinusoid" else "cross_entropy"
+    learner: MetaLearner
+    if cfg.learner == "protonet":
+        learner = ProtoNet(model)
+    else:
+        classes: dict[str, type[MAML] | type[ANIL]] = {
+            "maml": MAML,
+            "anil": ANIL,
+            "metasgd": MetaSGD,
+        }
+        learner = classes[cfg.learner](
+            model,
+            inner_lr=float(cfg.inner_lr or 0.01),
+            inner_steps=cfg.inner_steps,
+            first_order=cfg.first_order,
+            test_inner_steps=cfg.test_inner_steps,
+            loss=loss,
+            backend=cfg.backend,  # type: ignore[arg-type]
+        )
+    if metacrl:
+        feature_dim = int(model.feature_dim)  # type: ignore[arg-type]
+        reg = MetaCRLRegularizer(
+            feature_dim=feature_dim,
+            num_factors=cfg.num_factors or feature_dim,
+            lambda_orth=cfg.lambda_orth,
+            lambda_gate=cfg.lambda_gate,
+            lambda_inv=cfg.lambda_inv,
+            invariance=cfg.invariance,  # type: ignore[arg-type]
+            mode=cfg.mode,  # type: ignore[arg-type]
+            crl_steps=cfg.crl_steps,
+            replay=cfg.replay,
+        )
+        return reg.wrap(learner)
+    return learner

@@ -1,0 +1,345 @@
+"""`metacrl train` / `metacrl eval` end to end on tiny settings; resume; error paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from metacrl.cli import main
+from metacrl.cli.config import TrainConfig
+from metacrl.train import StopRequest, Trainer, TrainingInterrupted, load_checkpoint
+
+TINY = [
+    "--iterations",
+    "6",
+    "--val-every",
+    "3",
+    "--val-tasks",
+    "4",
+    "--test-tasks",
+    "4",
+    "--hidden",
+    "4",
+    "--image-size",
+    "16",
+    "--ways",
+    "3",
+    "--queries",
+    "2",
+    "--meta-batch",
+    "2",
+    "--no-progress",
+]
+
+
+def run(*args: str) -> int:
+    return main(list(args))
+
+
+def test_train_runs_both_arms_and_writes_everything(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "| MAML | " in printed and "| MAML + MetaCRL | " in printed
+    for arm in ("base", "metacrl"):
+        for name in ("checkpoint.pt", "best.pt", "metrics.jsonl", "metrics.csv", "result.json"):
+            assert (out / arm / name).is_file(), (arm, name)
+        records = [
+            json.loads(line) for line in (out / arm / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert [r["iteration"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+        assert [r["iteration"] for r in records if r["kind"] == "val"] == [3, 6]
+        assert load_checkpoint(out / arm / "checkpoint.pt")["done"] is True
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results["runs"]] == ["MAML", "MAML + MetaCRL"]
+    assert all(r["test"]["episodes"] == 4 for r in results["runs"])
+    assert (out / "results.md").read_text().startswith("ConfoundedShapes")
+    assert (out / "curves.png").stat().st_size > 1000
+    assert not list(out.rglob("*.tmp"))  # no half-written files
+
+
+def test_both_arms_share_the_initialisation_and_the_task_stream(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--out", str(out), "--iterations", "1") == 0
+    base = load_checkpoint(out / "base" / "checkpoint.pt")["config"]
+    crl = load_checkpoint(out / "metacrl" / "checkpoint.pt")["config"]
+    assert base == crl
+    cfg = TrainConfig(**base).resolved()
+    torch.manual_seed(cfg.seed)
+    a = Trainer(cfg, False, tmp_path / "a", torch.device("cpu"), progress=False)
+    b = Trainer(cfg, True, tmp_path / "b", torch.device("cpu"), progress=False)
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    )
+    assert all(torch.equal(x, y) for x, y in zip(a.train_set[1], b.train_set[1], strict=True))
+
+
+def _tiny_config(**changes) -> TrainConfig:
+    base = dict(
+        iterations=8,
+        val_every=4,
+        val_tasks=4,
+        test_tasks=4,
+        hidden=4,
+        image_size=16,
+        ways=3,
+        queries=2,
+        meta_batch=2,
+    )
+    base.update(changes)
+    return TrainConfig(**base).resolved()
+
+
+@pytest.mark.parametrize("metacrl", [False, True])
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, metacrl):
+    cfg = _tiny_config()
+    device = torch.device("cpu")
+    whole = Trainer(cfg, metacrl, tmp_path / "whole", device, progress=False)
+    whole.train()
+
+    stop = StopRequest()
+    first = Trainer(cfg, metacrl, tmp_path / "split", device, stop=stop, progress=False)
+    meta_step = first.learner.meta_step
+    calls = []
+
+    def step_then_stop(*batch):
+        calls.append(1)
+        if len(calls) == 3:  # as if Ctrl-C arrived during the third meta-step
+            stop.set()
+        return meta_step(*batch)
+
+    first.learner.meta_step = step_then_stop
+    with pytest.raises(TrainingInterrupted) as info:
+        first.train()
+    assert info.value.iteration == 3
+
+    second = Trainer(cfg, metacrl, tmp_path / "split", device, progress=False)
+    assert second.resume() and second.iteration == 3
+    second.train()
+    for (name, p), q in zip(
+        whole.learner.state_dict().items(), second.learner.state_dict().values(), strict=True
+    ):
+        if torch.is_tensor(p):
+            assert torch.equal(p, q), name
+    log = lambda t: [  # noqa: E731
+        {k: v for k, v in r.items() if k != "seconds"} for r in t.log.read()
+    ]
+    assert log(whole) == log(second)
+    assert whole.test().test == second.test().test
+
+
+def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
+    cfg = _tiny_config(iterations=4, val_every=2)
+    trainer = Trainer(cfg, False, tmp_path, torch.device("cpu"), progress=False)
+    trainer.train()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    state["iteration"], state["done"] = 2, False
+    torch.save(state, tmp_path / "checkpoint.pt")  # as if killed after iteration 2's checkpoint
+    again = Trainer(cfg, False, tmp_path, torch.device("cpu"), progress=False)
+    again.resume()
+    assert max(r["iteration"] for r in again.log.read()) == 2
+
+
+def test_ctrl_c_saves_and_resume_finishes_the_run(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, "--iterations", "150", "--val-every", "150", "--no-metacrl", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metacrl", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = out / "base" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while (not log.exists() or len(log.read_text().splitlines()) < 2) and proc.poll() is None:
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr
+    saved = load_checkpoint(out / "base" / "checkpoint.pt")
+    assert 2 <= saved["iteration"] < 150 and saved["done"] is False
+    assert (
+        len([r for r in map(json.loads, log.read_text().splitlines()) if r["kind"] == "train"])
+        == saved["iteration"]
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "metacrl", "train", *args, "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(out / "base" / "checkpoint.pt")["iteration"] == 150
+    assert "| MAML | " in done.stdout
+
+
+def test_eval_prints_the_test_accuracy_of_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--metacrl", "--out", str(out)) == 0
+    capsys.readouterr()
+    assert run("eval", str(out / "metacrl" / "best.pt"), "--test-tasks", "6") == 0
+    printed = capsys.readouterr().out
+    assert "MAML + MetaCRL" in printed and "over 6 episodes" in printed
+
+
+def test_config_file_sets_options_and_the_command_line_overrides_it(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'learner = "anil"\niterations = 2\ninner-steps = 1\nval_every = 1\nseed = 3\n'
+    )
+    out = tmp_path / "run"
+    assert (
+        run(
+            "train",
+            *TINY,
+            "--config",
+            str(config),
+            "--iterations",
+            "3",
+            "--no-metacrl",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    saved = load_checkpoint(out / "base" / "checkpoint.pt")
+    assert saved["config"]["learner"] == "anil"
+    assert saved["config"]["inner_steps"] == 1 and saved["config"]["seed"] == 3
+    assert saved["iteration"] == 3  # the command line wins
+
+
+def test_sinusoid_regression_end_to_end(tmp_path, capsys):
+    out = tmp_path / "sin"
+    assert (
+        run(
+            "train",
+            "--dataset",
+            "sinusoid",
+            "--shots",
+            "5",
+            "--queries",
+            "5",
+            "--iterations",
+            "4",
+            "--val-every",
+            "2",
+            "--val-tasks",
+            "4",
+            "--test-tasks",
+            "4",
+            "--no-progress",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "Sinusoid 5-shot" in printed and "test MSE" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--learner", "reptile"], "unknown learner 'reptile'"),
+        (["--dataset", "miniimagenet"], "needs --data-root"),
+        (["--dataset", "miniimagenet", "--data-root", "/nonexistent/mini"], "/nonexistent/mini"),
+        (["--dataset", "sinusoid", "--learner", "protonet"], "protonet is a classifier"),
+        (["--ways", "0"], "--ways must be an integer >= 1"),
+        (["--rho", "1.5"], "--rho must lie in"),
+        (
+            ["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"],
+            "device",
+        ),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert run("train", *TINY, *args, "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("metacrl: error:") and message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_config_key_exits_2(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("iterations = 2\nlearning_rate = 0.1\n")
+    assert run("train", "--config", str(config), "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'learning_rate'" in err and not (tmp_path / "run").exists()
+    config.write_text('iterations = "many"\n')
+    assert run("train", "--config", str(config), "--out", str(tmp_path / "run")) == 2
+    assert "iterations must be int" in capsys.readouterr().err
+
+
+def test_resume_with_other_settings_exits_2_and_keeps_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--no-metacrl", "--out", str(out)) == 0
+    before = (out / "base" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert (
+        run("train", *TINY, "--no-metacrl", "--inner-lr", "0.3", "--resume", "--out", str(out)) == 2
+    )
+    err = capsys.readouterr().err
+    assert "from another configuration" in err and "inner_lr" in err
+    assert (out / "base" / "checkpoint.pt").read_bytes() == before
+    # without --resume an existing run is not overwritten either
+    assert run("train", *TINY, "--no-metacrl", "--out", str(out)) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_eval_of_a_file_that_is_not_a_checkpoint_exits_2(tmp_path, capsys):
+    bogus = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(3)}, bogus)
+    assert run("eval", str(bogus)) == 2
+    assert "not a metacrl checkpoint" in capsys.readouterr().err
+    assert run("eval", str(tmp_path / "missing.pt")) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_help_explains_every_option():
+    done = subprocess.run(
+        [sys.executable, "-m", "metacrl", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    for flag in (
+        "--dataset",
+        "--data-root",
+        "--learner",
+        "--backbone",
+        "--metacrl",
+        "--no-metacrl",
+        "--ways",
+        "--shots",
+        "--queries",
+        "--inner-lr",
+        "--inner-steps",
+        "--meta-batch",
+        "--iterations",
+        "--first-order",
+        "--backend",
+        "--device",
+        "--seed",
+        "--out",
+        "--config",
+        "--resume",
+    ):
+        assert flag in done.stdout, flag
+    assert Path(sys.executable).exists()
