@@ -237,3 +237,56 @@ def test_batched_linear_head_path_equals_the_generic_inner_loop(cls, loss):
     gg_slow = torch.autograd.grad(g_slow[0].square().sum(), h_spt)[0]
     assert torch.allclose(gg_fast, gg_slow, atol=1e-10)
     assert float(gg_fast.abs().max()) > 0
+
+
+@pytest.mark.parametrize("mode", [None, "alternating", "joint"])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("name", list(GRADIENT_LEARNERS))
+def test_vmap_backend_gives_the_func_backend_results(name, first_order, mode):
+    batch = random_batch(tasks=3)
+
+    def run(backend):
+        learner = _learner(name, first_order=first_order, backend=backend)
+        if mode is not None:
+            torch.manual_seed(2)
+            reg = MetaCRLRegularizer(5, num_factors=4, hidden_dim=3, mode=mode, crl_steps=1)
+            learner = reg.wrap(learner)
+        grads = _grads(learner, batch)
+        return grads, learner.evaluate(*batch, inner_steps=3)
+
+    (g_func, ev_func), (g_vmap, ev_vmap) = run("func"), run("vmap")
+    assert _max_diff(g_func, g_vmap) < 1e-10
+    assert torch.allclose(ev_func.task_losses, ev_vmap.task_losses, atol=1e-12)
+    assert torch.equal(ev_func.task_scores, ev_vmap.task_scores)
+
+
+def test_vmap_backend_is_exact_through_task_batchnorm_in_a_conv_net():
+    from metacrl.models import Conv4
+
+    torch.manual_seed(0)
+    model = Conv4(hidden=4, n_way=3, image_size=16, track_running_stats=False).double()
+    g = torch.Generator().manual_seed(0)
+    batch = (
+        torch.randn(2, 3, 3, 16, 16, generator=g, dtype=torch.float64),
+        torch.arange(3).expand(2, 3),
+        torch.randn(2, 6, 3, 16, 16, generator=g, dtype=torch.float64),
+        torch.arange(3).repeat(2).expand(2, 6),
+    )
+    loop = _grads(MAML(model, inner_lr=0.1, inner_steps=2), batch)
+    batched = _grads(MAML(model, inner_lr=0.1, inner_steps=2, backend="vmap"), batch)
+    assert _max_diff(loop, batched) < 1e-10
+
+
+def test_vmap_backend_refuses_torch_batchnorm():
+    model = tiny_model()
+    model.features = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Tanh()).double()
+    with pytest.raises(ValueError, match="backend='vmap' cannot take features.1 \\(BatchNorm1d\\)"):
+        MAML(model, backend="vmap")
+    from metacrl.learners.base import MetaLearner
+
+    class Prototypes(ProtoNet):  # a learner without a batched implementation
+        def __init__(self, m):
+            MetaLearner.__init__(self, m, backend="vmap")
+
+    with pytest.raises(ValueError, match="backend='vmap' is not available for Prototypes"):
+        Prototypes(tiny_model())

@@ -17,12 +17,13 @@ class ANIL(GradientLearner):
 
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
-        inner_lr: Inner-loop step size of the head.
-        inner_steps: Inner steps during meta-training.
-        first_order: Drop second-order terms of the meta-gradient.
-        test_inner_steps: Inner steps at meta-test (default: ``inner_steps``).
-        loss: ``"cross_entropy"`` or ``"mse"``.
-        backend: ``"func"`` or ``"higher"``.
+        inner_lr: Inner-loop step size of the head (default: ``0.1``).
+        inner_steps: Inner steps during meta-training (default: ``5``).
+        first_order: Drop second-order terms of the meta-gradient (default: ``False``).
+        test_inner_steps: Inner steps at meta-test (default: ``None``, ``inner_steps``).
+        loss: ``"cross_entropy"`` (default) or ``"mse"``.
+        backend: ``"func"`` (default), ``"higher"`` or ``"vmap"`` (the heads of all tasks of a
+            meta-batch in one vectorised inner loop; no torch BatchNorm layers).
 
     Example:
         >>> import torch
@@ -51,6 +52,9 @@ class ANIL(GradientLearner):
         super().__init__(
             model, inner_lr, inner_steps, first_order, test_inner_steps, loss=loss, backend=backend
         )
+
+    def _vmap_head_only(self) -> bool:
+        return True
 
     def _adapt(
         self,

@@ -23,7 +23,10 @@ from metacrl.regularizer.factors import TaskFactors
 __all__ = ["FactorsFactory", "Learner", "MetaLearner"]
 
 FactorsFactory = Callable[[], TaskFactors | None]
+"""Makes the :class:`~metacrl.regularizer.TaskFactors` of the next task, or ``None`` (no
+MetaCRL); the meta-batch loop calls it once per task, so that every task gets fresh gates."""
 Callback = Callable[[int, MetaStepOutput], Any]
+"""What :meth:`Learner.fit` calls after each meta-step: ``callback(iteration, output)``."""
 
 
 def _no_factors() -> None:
@@ -31,13 +34,60 @@ def _no_factors() -> None:
 
 
 class Learner(nn.Module, abc.ABC):
-    """What every learner offers: ``meta_step``, ``evaluate``, ``adapt`` and ``fit``."""
+    """What every learner offers: ``meta_step``, ``evaluate``, ``adapt`` and ``fit``.
+
+    An abstract ``nn.Module``: the reference learners derive from :class:`MetaLearner`, and
+    :class:`~metacrl.learners.MetaCRLLearner` (what ``reg.wrap(learner)`` returns) derives from
+    it directly. Code that trains or evaluates a learner (``fit``,
+    :func:`~metacrl.train.evaluate_episodes`) relies on this interface only.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from metacrl import MAML
+        >>> from metacrl.models import FeatureHead
+        >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+        ...                inner_lr=0.1, inner_steps=1)
+        >>> isinstance(learner, Learner)
+        True
+        >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+        >>> learner.meta_step(x, y, x, y).loss.requires_grad       # meta-training
+        True
+        >>> learner.evaluate(x, y, x, y).task_scores.shape         # meta-testing
+        torch.Size([2])
+        >>> predict = learner.adapt(x[0], y[0])                    # one task
+        >>> predict(torch.randn(5, 4)).shape
+        torch.Size([5, 3])
+    """
 
     @abc.abstractmethod
     def meta_step(
         self, x_spt: Tensor, y_spt: Tensor, x_qry: Tensor, y_qry: Tensor
     ) -> MetaStepOutput:
-        """Adapt to each task of a meta-batch and return the meta-loss on the query sets."""
+        """Adapt to each task of a meta-batch and return the meta-loss on the query sets.
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets ``[T, n_support]`` (labels) or ``[T, n_support, ...]``.
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+
+        Returns:
+            The differentiable meta-loss and the query scores.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> out = learner.meta_step(x, y, x, y)
+            >>> out.loss.backward()
+            >>> out.task_losses.shape
+            torch.Size([2])
+        """
 
     @abc.abstractmethod
     def evaluate(
@@ -48,11 +98,57 @@ class Learner(nn.Module, abc.ABC):
         y_qry: Tensor,
         inner_steps: int | None = None,
     ) -> EvalOutput:
-        """Meta-test: adapt to each task and score its query set (no meta-gradient kept)."""
+        """Meta-test: adapt to each task and score its query set (no meta-gradient kept).
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets.
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+            inner_steps: Inner steps at test time (default: ``None``, the learner's own
+                test-time setting).
+
+        Returns:
+            Per-task query losses and scores, without any graph.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> out = learner.evaluate(x, y, x, y, inner_steps=3)
+            >>> out.task_losses.requires_grad, 0.0 <= out.accuracy <= 1.0
+            (False, True)
+        """
 
     @abc.abstractmethod
     def adapt(self, x_spt: Tensor, y_spt: Tensor, inner_steps: int | None = None) -> Predictor:
-        """Adapt to one task (``[n_support, ...]``) and return a function of query inputs."""
+        """Adapt to one task (``[n_support, ...]``) and return a function of query inputs.
+
+        Args:
+            x_spt: One task's support inputs ``[n_support, ...]`` (no task axis).
+            y_spt: Its targets ``[n_support]`` or ``[n_support, ...]``.
+            inner_steps: Inner steps (default: ``None``, the learner's test-time setting).
+
+        Returns:
+            The adapted model as a function of query inputs ``[n, ...]`` (run without
+            gradient).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> predict = learner.adapt(x[0], y[0], inner_steps=2)
+            >>> predict(torch.randn(5, 4)).shape
+            torch.Size([5, 3])
+        """
 
     def fit(
         self,
@@ -67,15 +163,34 @@ class Learner(nn.Module, abc.ABC):
         """Meta-train on a stream of meta-batches: one optimiser step per meta-batch.
 
         Args:
-            tasks: An iterable of ``(x_spt, y_spt, x_qry, y_qry)`` meta-batches.
-            iterations: How many meta-batches to use (default: all of ``tasks``).
-            optimizer: The meta-optimiser (default: Adam over ``parameters()`` at ``lr``).
-            lr: The learning rate of the default optimiser.
-            progress: Show a progress bar with the running loss and score.
-            callback: Called as ``callback(iteration, output)`` after each step.
+            tasks: An iterable of ``(x_spt, y_spt, x_qry, y_qry)`` meta-batches (for example a
+                :class:`~metacrl.data.TaskLoader`).
+            iterations: How many meta-batches to use (default: ``None``, all of ``tasks``).
+            optimizer: The meta-optimiser (default: ``None``, Adam over the parameters that
+                require gradients, at ``lr``).
+            lr: The learning rate of the default optimiser (default: ``1e-3``; ignored when
+                ``optimizer`` is given).
+            progress: Show a progress bar with the running loss and score (default: ``True``).
+            callback: Called as ``callback(iteration, output)`` after each step, with the
+                0-based iteration and the :class:`MetaStepOutput` (default: ``None``).
 
         Returns:
             One dictionary of metrics per meta-step (see :meth:`MetaStepOutput.summary`).
+
+        Raises:
+            ValueError: If ``iterations`` is negative or a meta-batch does not have four items.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> history = learner.fit([(x, y, x, y)] * 3, progress=False)
+            >>> len(history), sorted(history[0])
+            (3, ['accuracy', 'loss', 'query_loss'])
         """
         from tqdm.auto import tqdm
 
@@ -126,20 +241,60 @@ class MetaLearner(Learner):
 
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
-        loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
-        backend: Inner-loop backend, ``"func"`` (default) or ``"higher"``.
+        loss: ``"cross_entropy"`` (classification, the default) or ``"mse"`` (regression).
+        backend: Inner-loop backend, ``"func"`` (default), ``"higher"``, or ``"vmap"`` where
+            the learner supports it.
+        batched: Whether the subclass implements ``backend="vmap"`` (default: ``False``).
+
+    Raises:
+        TypeError: If ``model`` does not follow the ``features``/``head``/``feature_dim``
+            contract.
+        ValueError: If ``loss`` or ``backend`` is unknown, or ``backend="vmap"`` is asked of a
+            learner without ``batched``.
+
+    Example:
+        A learner that does not adapt at all (the meta-learned model is used on every task):
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from torch.func import functional_call
+        >>> from metacrl import MetaCRLRegularizer
+        >>> from metacrl.models import FeatureHead
+        >>> class NoAdapt(MetaLearner):
+        ...     def _adapt(self, x_spt, y_spt, loss_fn, factors, *, training, steps):
+        ...         self._support_head_inputs(x_spt, factors, training)  # the task's gates
+        ...         return lambda x: self.net.head(self._head_inputs(x, factors))
+        ...     def head_task(self, h_spt, y_spt, h_qry, loss_fn):
+        ...         frozen = {n: p.detach() for n, p in self.net.head.named_parameters()}
+        ...         return functional_call(self.net.head, frozen, (h_qry,))
+        >>> learner = NoAdapt(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8))
+        >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+        >>> out = learner.meta_step(x, y, x, y)
+        >>> out.loss.backward()
+        >>> learner.feature_dim, out.task_losses.shape
+        (8, torch.Size([2]))
+        >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
+        >>> reg.wrap(learner).meta_step(x, y, x, y).loss.requires_grad
+        True
     """
 
     inner_steps: int = 0
     test_inner_steps: int = 0
 
     def __init__(
-        self, model: nn.Module, *, loss: LossName = "cross_entropy", backend: Backend = "func"
+        self,
+        model: nn.Module,
+        *,
+        loss: LossName = "cross_entropy",
+        backend: Backend = "func",
+        batched: bool = False,
     ) -> None:
         super().__init__()
         self.model = check_model(model)
         self.task_loss = TaskLoss(loss)
         self.backend: Backend = check_backend(backend)
+        if self.backend == "vmap" and not batched:
+            raise ValueError(f"backend='vmap' is not available for {type(self).__name__}")
         # Shares model.features/model.head; kept out of the module tree so that parameters and
         # state_dict keys are not listed twice.
         self.__dict__["net"] = GatedModel(model)
@@ -166,6 +321,26 @@ class MetaLearner(Learner):
 
         Returns:
             The meta-loss (call ``.backward()`` once per meta-batch) and the query scores.
+
+        Raises:
+            TypeError: If an input is not a tensor or has the wrong dtype.
+            ValueError: If the shapes disagree, inputs are not finite, labels do not fit the
+                model's outputs, or (ProtoNet) a support set lacks a label.
+            NonFiniteLossError: If the meta-loss is NaN or infinite.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> opt = torch.optim.SGD(learner.parameters(), lr=0.01)
+            >>> out = learner.meta_step(x, y, x, y)
+            >>> out.loss.backward(); opt.step()
+            >>> out.task_losses.shape, out.problem
+            (torch.Size([2]), 'classification')
         """
         return self._meta_step(self.as_batch(x_spt, y_spt, x_qry, y_qry), _no_factors)
 
@@ -184,10 +359,27 @@ class MetaLearner(Learner):
             y_spt: Support targets.
             x_qry: Query inputs ``[T, n_query, ...]``.
             y_qry: Query targets.
-            inner_steps: Inner steps at test time (default: ``test_inner_steps``).
+            inner_steps: Inner steps at test time (default: ``None``, ``test_inner_steps``).
 
         Returns:
             Per-task losses and scores, without any graph.
+
+        Raises:
+            TypeError: If an input is not a tensor or has the wrong dtype.
+            ValueError: If the shapes disagree, inputs are not finite, or ``inner_steps`` is
+                not an integer ``>= 0``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> out = learner.evaluate(x, y, x, y)
+            >>> out.task_scores.shape, out.task_losses.requires_grad
+            (torch.Size([2]), False)
         """
         return self._evaluate(self.as_batch(x_spt, y_spt, x_qry, y_qry), _no_factors, inner_steps)
 
@@ -197,10 +389,29 @@ class MetaLearner(Learner):
         Args:
             x_spt: One task's support inputs ``[n_support, ...]``.
             y_spt: Its targets ``[n_support]`` or ``[n_support, ...]``.
-            inner_steps: Inner steps (default: ``test_inner_steps``).
+            inner_steps: Inner steps (default: ``None``, ``test_inner_steps``).
 
         Returns:
-            A function mapping query inputs ``[n, ...]`` to outputs, without meta-graph.
+            A function mapping query inputs ``[n, ...]`` to outputs, without meta-graph. It
+            moves its inputs to the learner's device and dtype and runs under
+            ``torch.no_grad()``.
+
+        Raises:
+            TypeError: If ``x_spt`` or ``y_spt`` is not a tensor.
+            ValueError: If they carry a task axis or are otherwise malformed.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> predict = learner.adapt(x[0], y[0])
+            >>> out = predict(torch.randn(5, 4))
+            >>> out.shape, out.requires_grad
+            (torch.Size([5, 3]), False)
         """
         return self._adapt_one(x_spt, y_spt, None, inner_steps)
 
@@ -212,7 +423,35 @@ class MetaLearner(Learner):
         return torch.device("cpu"), torch.get_default_dtype()
 
     def as_batch(self, x_spt: Tensor, y_spt: Tensor, x_qry: Tensor, y_qry: Tensor) -> MetaBatch:
-        """Validate a meta-batch and move it to this learner's device and dtype."""
+        """Validate a meta-batch and move it to this learner's device and dtype.
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets.
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+
+        Returns:
+            The checked :class:`~metacrl.learners.MetaBatch` (see
+            :func:`~metacrl.learners.batch.as_meta_batch`), floating tensors cast to the
+            learner's dtype.
+
+        Raises:
+            TypeError: If an input is not a tensor or has the wrong dtype.
+            ValueError: If the shapes disagree, inputs are not finite, or labels are negative.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> batch = learner.as_batch(x.double(), y, x, y)
+            >>> batch.x_spt.dtype, batch.num_tasks, batch.num_labels
+            (torch.float32, 2, 3)
+        """
         device, dtype = self._device_dtype()
         batch = as_meta_batch(
             x_spt, y_spt, x_qry, y_qry, problem=self.task_loss.problem, device=device, dtype=dtype
@@ -229,18 +468,29 @@ class MetaLearner(Learner):
             raise ValueError(f"inner_steps must be an integer >= 0, got {steps!r}")
         return steps
 
-    def _meta_step(self, batch: MetaBatch, make_factors: FactorsFactory) -> MetaStepOutput:
+    def _solve_tasks(
+        self, batch: MetaBatch, make_factors: FactorsFactory, *, training: bool, steps: int
+    ) -> tuple[Tensor, Tensor]:
+        """Adapt to every task of ``batch``; return the query losses and scores, ``[T]`` each.
+
+        With ``training=True`` the losses keep the graph to the meta-parameters; otherwise no
+        graph is kept.
+        """
         loss_fn = self.task_loss.checked(batch.num_labels)
         losses, scores = [], []
         for t in range(batch.num_tasks):
             x_s, y_s, x_q, y_q = batch.task(t)
-            predict = self._adapt(
-                x_s, y_s, loss_fn, make_factors(), training=True, steps=self.inner_steps
-            )
-            out = predict(x_q)
-            losses.append(loss_fn(out, y_q))
+            predict = self._adapt(x_s, y_s, loss_fn, make_factors(), training=training, steps=steps)
+            with torch.set_grad_enabled(training and torch.is_grad_enabled()):
+                out = predict(x_q)
+                losses.append(loss_fn(out, y_q))
             scores.append(self.task_loss.metric(out.detach(), y_q))
-        task_losses = torch.stack(losses)
+        return torch.stack(losses), torch.stack(scores)
+
+    def _meta_step(self, batch: MetaBatch, make_factors: FactorsFactory) -> MetaStepOutput:
+        task_losses, scores = self._solve_tasks(
+            batch, make_factors, training=True, steps=self.inner_steps
+        )
         loss = task_losses.mean()
         if not bool(torch.isfinite(loss)):
             bad = [i for i, v in enumerate(task_losses.tolist()) if not math.isfinite(v)]
@@ -251,7 +501,7 @@ class MetaLearner(Learner):
         return MetaStepOutput(
             loss=loss,
             task_losses=task_losses.detach(),
-            task_scores=torch.stack(scores),
+            task_scores=scores,
             problem=self.task_loss.problem,
         )
 
@@ -259,16 +509,8 @@ class MetaLearner(Learner):
         self, batch: MetaBatch, make_factors: FactorsFactory, inner_steps: int | None
     ) -> EvalOutput:
         steps = self._steps(inner_steps)
-        loss_fn = self.task_loss.checked(batch.num_labels)
-        losses, scores = [], []
-        for t in range(batch.num_tasks):
-            x_s, y_s, x_q, y_q = batch.task(t)
-            predict = self._adapt(x_s, y_s, loss_fn, make_factors(), training=False, steps=steps)
-            with torch.no_grad():
-                out = predict(x_q)
-                losses.append(loss_fn(out, y_q))
-                scores.append(self.task_loss.metric(out, y_q))
-        return EvalOutput(torch.stack(losses), torch.stack(scores), self.task_loss.problem)
+        losses, scores = self._solve_tasks(batch, make_factors, training=False, steps=steps)
+        return EvalOutput(losses.detach(), scores, self.task_loss.problem)
 
     def _adapt_one(
         self,
@@ -316,7 +558,27 @@ class MetaLearner(Learner):
             return factors.transform(feats)
 
     def environments(self, batch: MetaBatch) -> list[Environment]:
-        """Return the tasks of ``batch`` as environments: features at the current θ, no grad."""
+        """Return the tasks of ``batch`` as environments: features at the current θ, no grad.
+
+        Args:
+            batch: A validated meta-batch (see :meth:`as_batch`).
+
+        Returns:
+            One :class:`~metacrl.regularizer.Environment` per task, in order, holding the
+            support and query features (computed under ``torch.no_grad()``) and the targets.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> envs = learner.environments(learner.as_batch(x, y, x, y))
+            >>> len(envs), envs[0].support_features.shape, envs[0].query_features.requires_grad
+            (2, torch.Size([6, 8]), False)
+        """
         envs = []
         with torch.no_grad():
             for t in range(batch.num_tasks):
@@ -346,8 +608,29 @@ class MetaLearner(Learner):
     def head_task(self, h_spt: Tensor, y_spt: Tensor, h_qry: Tensor, loss_fn: LossFn) -> Tensor:
         """Solve ``E`` tasks on given head inputs with the backbone frozen.
 
-        Inputs are batched over tasks: ``h_spt [E, n, k]``, ``y_spt [E, n, ...]``,
-        ``h_qry [E, q, k]``; returns query outputs ``[E, q, ...]``. Gradients must flow to
-        ``h_spt`` and ``h_qry`` (second order through any inner loop) but not to the learner's
-        parameters.
+        Gradients must flow to ``h_spt`` and ``h_qry`` (second order through any inner loop)
+        but not to the learner's parameters. MetaCRL's causal step calls it (it is a
+        :data:`~metacrl.regularizer.HeadTask`).
+
+        Args:
+            h_spt: Support head inputs ``[E, n, k]``.
+            y_spt: Support targets ``[E, n, ...]``.
+            h_qry: Query head inputs ``[E, q, k]``.
+            loss_fn: The task loss.
+
+        Returns:
+            Query outputs ``[E, q, ...]``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> learner = MAML(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...                inner_lr=0.1, inner_steps=1)
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> h_spt = torch.randn(2, 6, 8, requires_grad=True)
+            >>> out = learner.head_task(h_spt, y, torch.randn(2, 4, 8), learner.task_loss)
+            >>> out.shape, out.requires_grad
+            (torch.Size([2, 4, 3]), True)
         """

@@ -7,12 +7,15 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.func import vmap
 
-from metacrl.learners.base import MetaLearner
+from metacrl.learners.base import FactorsFactory, MetaLearner
 from metacrl.learners.batch import MetaBatch
+from metacrl.learners.batched import check_vmappable, vmapped_inner_loops
 from metacrl.learners.inner_loop import Backend, LearningRates, inner_loop
 from metacrl.learners.linear_head import adapt_linear_heads
 from metacrl.learners.losses import LossFn, LossName
+from metacrl.regularizer.factors import TaskFactors
 
 __all__ = ["GradientLearner"]
 
@@ -26,14 +29,39 @@ def _check_steps(name: str, value: object) -> int:
 class GradientLearner(MetaLearner):
     """A learner whose inner loop is gradient descent on some of the model's parameters.
 
+    The common base of :class:`~metacrl.MAML`, :class:`~metacrl.ANIL` and
+    :class:`~metacrl.MetaSGD`; subclasses say which parameters the inner loop adapts
+    (``_adapt``).
+
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
-        inner_lr: Inner-loop step size.
-        inner_steps: Inner-loop steps during meta-training.
-        first_order: Drop second-order terms of the meta-gradient.
-        test_inner_steps: Inner steps at meta-test (default: ``inner_steps``).
-        loss: ``"cross_entropy"`` or ``"mse"``.
-        backend: ``"func"`` or ``"higher"``.
+        inner_lr: Inner-loop step size (a finite number ``> 0``).
+        inner_steps: Inner-loop steps during meta-training (an integer ``>= 0``).
+        first_order: Drop second-order terms of the meta-gradient (default: ``False``).
+        test_inner_steps: Inner steps at meta-test (default: ``None``, ``inner_steps``).
+        loss: ``"cross_entropy"`` (default) or ``"mse"``.
+        backend: ``"func"`` (default), ``"higher"`` or ``"vmap"`` (all tasks of a meta-batch
+            in one vectorised inner loop; needs a model without torch BatchNorm layers, see
+            :func:`~metacrl.learners.batched.check_vmappable`).
+
+    Raises:
+        ValueError: If ``inner_lr``, ``inner_steps`` or ``test_inner_steps`` is out of range,
+            ``loss`` or ``backend`` is unknown, or the model cannot run under ``"vmap"``.
+        TypeError: If ``model`` does not follow the ``features``/``head``/``feature_dim``
+            contract.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from metacrl import ANIL
+        >>> from metacrl.models import FeatureHead
+        >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+        >>> anil = ANIL(model, inner_lr=0.1, inner_steps=2, backend="vmap")
+        >>> isinstance(anil, GradientLearner), anil.test_inner_steps
+        (True, 2)
+        >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+        >>> anil.meta_step(x, y, x, y).task_losses.shape
+        torch.Size([2])
     """
 
     def __init__(
@@ -47,7 +75,9 @@ class GradientLearner(MetaLearner):
         loss: LossName = "cross_entropy",
         backend: Backend = "func",
     ) -> None:
-        super().__init__(model, loss=loss, backend=backend)
+        super().__init__(model, loss=loss, backend=backend, batched=True)
+        if self.backend == "vmap":
+            check_vmappable(model)
         if (
             isinstance(inner_lr, bool)
             or not isinstance(inner_lr, int | float)
@@ -61,6 +91,63 @@ class GradientLearner(MetaLearner):
             "test_inner_steps", inner_steps if test_inner_steps is None else test_inner_steps
         )
         self.first_order = bool(first_order)
+
+    def _vmap_head_only(self) -> bool:
+        """Whether the inner loop adapts the head alone (ANIL), on precomputed features."""
+        return False
+
+    def _solve_tasks(
+        self, batch: MetaBatch, make_factors: FactorsFactory, *, training: bool, steps: int
+    ) -> tuple[Tensor, Tensor]:
+        if self.backend != "vmap":
+            return super()._solve_tasks(batch, make_factors, training=training, steps=steps)
+        template = make_factors()
+        reg = None if template is None else template.regularizer
+        frozen = template is None or template.frozen
+        head_only = self._vmap_head_only()
+        loss_fn = self.task_loss.checked(batch.num_labels)
+        grad_on = training and torch.is_grad_enabled()
+        features = vmap(self.net.features, randomness="different")
+        gates = None
+        with torch.set_grad_enabled(grad_on):
+            x_s, x_q = batch.x_spt, batch.x_qry
+            if reg is not None or head_only:
+                feats_s = features(x_s)
+                if reg is not None:
+                    gates = reg.gates(feats_s, frozen=frozen)
+                if head_only:
+                    x_s, x_q = feats_s, features(x_q)
+                    if reg is not None and gates is not None:
+                        x_s = reg.transform(x_s, gates, frozen=frozen)
+                        x_q = reg.transform(x_q, gates, frozen=frozen)
+            module: nn.Module = self.net.head if head_only else self.net
+            names = [n for n, p in module.named_parameters() if p.requires_grad]
+            rates = self._head_rates() if head_only else self._rates()
+            losses, outputs = vmapped_inner_loops(
+                module,
+                names,
+                (x_s, batch.y_spt, x_q, batch.y_qry),
+                loss_fn,
+                steps=steps,
+                lr=rates,
+                first_order=self.first_order,
+                training=training,
+                factors=None
+                if reg is None or head_only
+                else (lambda w: TaskFactors(reg, w, frozen=frozen)),
+                gates=gates,
+            )
+        scores = torch.stack(
+            [
+                self.task_loss.metric(o.detach(), y)
+                for o, y in zip(outputs, batch.y_qry, strict=True)
+            ]
+        )
+        return losses, scores
+
+    def _rates(self) -> LearningRates:
+        """Step sizes of the adapted parameters (names as in ``net``)."""
+        return self.inner_lr
 
     def _check_batch(self, batch: MetaBatch) -> None:
         """Refuse float16 autocast in second-order mode (its double backward overflows)."""
@@ -77,7 +164,19 @@ class GradientLearner(MetaLearner):
             )
 
     def extra_repr(self) -> str:
-        """Summarise the settings in ``repr``."""
+        """Summarise the settings in ``repr``.
+
+        Returns:
+            The inner-loop settings as ``key=value`` pairs.
+
+        Example:
+            >>> from torch import nn
+            >>> from metacrl import MAML
+            >>> from metacrl.models import FeatureHead
+            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+            >>> MAML(model, inner_lr=0.1, inner_steps=2).extra_repr()
+            "inner_lr=0.1, inner_steps=2, test_inner_steps=2, first_order=False, backend='func'"
+        """
         return (
             f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, "
             f"test_inner_steps={self.test_inner_steps}, first_order={self.first_order}, "
@@ -104,6 +203,20 @@ class GradientLearner(MetaLearner):
 
         Returns:
             Query outputs ``[E, q, ...]``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import ANIL
+            >>> from metacrl.models import FeatureHead
+            >>> anil = ANIL(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
+            ...             inner_lr=0.1, inner_steps=2)
+            >>> h_spt = torch.randn(2, 6, 8, requires_grad=True)
+            >>> y_spt = torch.arange(3).repeat(2).expand(2, 6)
+            >>> out = anil.head_task(h_spt, y_spt, torch.randn(2, 4, 8), anil.task_loss)
+            >>> grad, = torch.autograd.grad(out.sum(), h_spt, create_graph=True)
+            >>> out.shape, grad.requires_grad, anil.model.head.weight.grad is None
+            (torch.Size([2, 4, 3]), True, True)
         """
         head = self.net.head
         rates = self._head_rates()

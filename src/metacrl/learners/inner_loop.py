@@ -19,13 +19,37 @@ from metacrl.learners.losses import LossFn
 
 __all__ = ["Backend", "LearningRates", "Predictor", "check_backend", "inner_loop"]
 
-Backend = Literal["func", "higher"]
+Backend = Literal["func", "higher", "vmap"]
+"""The inner-loop backend: ``"func"`` (``torch.func.functional_call``), ``"higher"``, or
+``"vmap"`` (all tasks of a meta-batch in one vectorised loop; see
+:mod:`metacrl.learners.batched`)."""
 Predictor = Callable[[Tensor], Tensor]
+"""An adapted model as a function: ``predict(x)`` maps inputs ``[n, ...]`` to outputs."""
 LearningRates = float | Mapping[str, Tensor]
+"""Inner step sizes: one float for every parameter, or one tensor per adapted parameter name
+(Meta-SGD's learned, per-element step sizes)."""
 
 
 def check_backend(backend: str) -> Backend:
-    """Return ``backend`` if it names a backend, else raise ``ValueError``."""
+    """Return ``backend`` if it names a backend, else raise ``ValueError``.
+
+    Args:
+        backend: The requested backend, one of ``"func"``, ``"higher"`` or ``"vmap"``.
+
+    Returns:
+        ``backend``, typed as a :data:`Backend`.
+
+    Raises:
+        ValueError: If ``backend`` is not one of the three names.
+
+    Example:
+        >>> check_backend("higher")
+        'higher'
+        >>> check_backend("jax")
+        Traceback (most recent call last):
+            ...
+        ValueError: backend must be one of ('func', 'higher', 'vmap'), got 'jax'
+    """
     if backend not in get_args(Backend):
         raise ValueError(f"backend must be one of {get_args(Backend)}, got {backend!r}")
     return backend  # type: ignore[return-value]
@@ -58,17 +82,22 @@ def inner_loop(
         steps: The number of gradient steps (0 returns the unadapted module).
         lr: The step size: one float, or one tensor per adapted parameter name (Meta-SGD).
         first_order: Drop the second-order terms: the adapted weights still depend on the
-            initial ones (so meta-gradients flow), but the inner gradients are constants.
+            initial ones (so meta-gradients flow), but the inner gradients are constants
+            (default: ``False``).
         training: ``True`` to keep the graph from the adapted weights back to the initial
-            ones (meta-training); ``False`` for meta-testing (nothing is kept).
+            ones (meta-training, the default); ``False`` for meta-testing (nothing is kept).
         detach_init: Start from detached copies of the parameters, so no gradient reaches
             them while the graph through the steps is kept with respect to ``x`` (default:
             ``not training``).
-        backend: ``"func"`` (``torch.func.functional_call``) or ``"higher"``.
-        kwargs: Extra keyword arguments for every call of ``module``.
+        backend: ``"func"`` (``torch.func.functional_call``, the default) or ``"higher"``;
+            ``"vmap"`` (a learner's batched mode) runs one task here like ``"func"``.
+        kwargs: Extra keyword arguments for every call of ``module`` (default: none).
 
     Returns:
         A function that maps inputs to the adapted module's outputs.
+
+    Raises:
+        ValueError: If ``steps`` is negative.
 
     Example:
         >>> import torch

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from metacrl.learners.gradient_based import GradientLearner
-from metacrl.learners.inner_loop import Backend, LearningRates, Predictor, inner_loop
+from metacrl.learners.inner_loop import Backend, Predictor, inner_loop
 from metacrl.learners.losses import LossFn, LossName
 from metacrl.regularizer.factors import TaskFactors
 
@@ -21,13 +21,14 @@ class MAML(GradientLearner):
 
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
-        inner_lr: Inner-loop step size (0.01 in the miniImageNet protocol).
-        inner_steps: Inner steps during meta-training (5 on miniImageNet).
-        first_order: Use the first-order approximation.
-        test_inner_steps: Inner steps at meta-test (default: ``inner_steps``; 10 on
+        inner_lr: Inner-loop step size (default: ``0.01``, as in the miniImageNet protocol).
+        inner_steps: Inner steps during meta-training (default: ``5``, as on miniImageNet).
+        first_order: Use the first-order approximation (default: ``False``).
+        test_inner_steps: Inner steps at meta-test (default: ``None``, ``inner_steps``; 10 on
             miniImageNet).
-        loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression).
-        backend: ``"func"`` (``torch.func.functional_call``, default) or ``"higher"``.
+        loss: ``"cross_entropy"`` (classification, the default) or ``"mse"`` (regression).
+        backend: ``"func"`` (``torch.func.functional_call``, default), ``"higher"``, or
+            ``"vmap"`` (all tasks in one vectorised inner loop; no BatchNorm running stats).
 
     Example:
         >>> import torch
@@ -60,9 +61,6 @@ class MAML(GradientLearner):
         super().__init__(
             model, inner_lr, inner_steps, first_order, test_inner_steps, loss=loss, backend=backend
         )
-
-    def _rates(self) -> LearningRates:
-        return self.inner_lr
 
     def _adapt(
         self,

@@ -24,12 +24,14 @@ class MetaSGD(MAML):
 
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
-        inner_lr: Initial value of every step size.
-        inner_steps: Inner steps during meta-training.
-        first_order: Treat inner gradients as constants (the step sizes still learn).
-        test_inner_steps: Inner steps at meta-test (default: ``inner_steps``).
-        loss: ``"cross_entropy"`` or ``"mse"``.
-        backend: ``"func"`` or ``"higher"``.
+        inner_lr: Initial value of every step size (default: ``0.01``).
+        inner_steps: Inner steps during meta-training (default: ``1``).
+        first_order: Treat inner gradients as constants (the step sizes still learn; default:
+            ``False``).
+        test_inner_steps: Inner steps at meta-test (default: ``None``, ``inner_steps``).
+        loss: ``"cross_entropy"`` (default) or ``"mse"``.
+        backend: ``"func"`` (default), ``"higher"`` or ``"vmap"`` (all tasks of a meta-batch in
+            one vectorised inner loop; no torch BatchNorm layers).
 
     Example:
         >>> import torch

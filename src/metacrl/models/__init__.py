@@ -5,6 +5,16 @@ from metacrl.models.conv4 import Conv4
 from metacrl.models.dropblock import DropBlock
 from metacrl.models.gated import GatedModel
 from metacrl.models.mlp import MLP
+from metacrl.models.norm import TaskBatchNorm
 from metacrl.models.resnet12 import ResNet12
 
-__all__ = ["MLP", "Conv4", "DropBlock", "FeatureHead", "GatedModel", "ResNet12", "check_model"]
+__all__ = [
+    "MLP",
+    "Conv4",
+    "DropBlock",
+    "FeatureHead",
+    "GatedModel",
+    "ResNet12",
+    "TaskBatchNorm",
+    "check_model",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from metacrl.models.inputs import CheckedFeatures
+from metacrl.models.norm import batch_norm
 
 __all__ = ["Conv4", "conv_block"]
 
@@ -15,14 +16,20 @@ def conv_block(in_channels: int, out_channels: int, track_running_stats: bool = 
     Args:
         in_channels: Input channels.
         out_channels: Output channels.
-        track_running_stats: Keep BatchNorm running statistics (see :class:`Conv4`).
+        track_running_stats: Keep BatchNorm running statistics (see :class:`Conv4`; default:
+            ``True``).
 
     Returns:
         The block as an ``nn.Sequential``.
+
+    Example:
+        >>> import torch
+        >>> conv_block(3, 32)(torch.zeros(2, 3, 84, 84)).shape   # halves the side
+        torch.Size([2, 32, 42, 42])
     """
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
-        nn.BatchNorm2d(out_channels, track_running_stats=track_running_stats),
+        batch_norm(out_channels, track_running_stats),
         nn.ReLU(),
         nn.MaxPool2d(2),
     )
@@ -40,15 +47,16 @@ class Conv4(nn.Module):
     MAML, whose reference implementation also normalises with batch statistics at test time).
     With ``track_running_stats=True`` (default) running averages are also kept for ``eval()``
     mode (what ProtoNet-style evaluation usually uses). With ``track_running_stats=False`` the
-    model has no buffers and always uses batch statistics; nothing is mutated during a forward,
-    so ``torch.func.vmap`` over tasks works.
+    model has no buffers and always uses batch statistics (:class:`TaskBatchNorm`); nothing is
+    mutated during a forward, so ``torch.func.vmap`` over tasks works, second-order
+    meta-gradients included (``backend="vmap"``).
 
     Args:
-        in_channels: Input channels (3 for RGB).
-        hidden: Channels of every block (32 for MAML, 64 for ProtoNet).
-        n_way: Outputs of the linear head.
-        image_size: Input height and width (to compute ``feature_dim``).
-        track_running_stats: Keep BatchNorm running statistics.
+        in_channels: Input channels (3 for RGB; default: ``3``).
+        hidden: Channels of every block (32 for MAML, 64 for ProtoNet; default: ``32``).
+        n_way: Outputs of the linear head (default: ``5``).
+        image_size: Input height and width (to compute ``feature_dim``; default: ``84``).
+        track_running_stats: Keep BatchNorm running statistics (default: ``True``).
 
     Attributes:
         features: ``g``: the four blocks and a flatten, ``[B, C, H, W] -> [B, feature_dim]``.
@@ -93,6 +101,13 @@ class Conv4(nn.Module):
         self.head = nn.Linear(self.feature_dim, n_way)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``head(features(x))`` for images ``[B, C, image_size, image_size]``."""
+        """Return ``head(features(x))`` for images ``[B, C, image_size, image_size]``.
+
+        Args:
+            x: A batch of images ``[B, in_channels, image_size, image_size]``.
+
+        Returns:
+            The head's outputs ``[B, n_way]``.
+        """
         out: Tensor = self.head(self.features(x))
         return out

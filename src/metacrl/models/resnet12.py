@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from metacrl.models.dropblock import DropBlock
 from metacrl.models.inputs import CheckedFeatures
+from metacrl.models.norm import batch_norm
 
 __all__ = ["ResNet12", "ResNetBlock"]
 
@@ -17,10 +18,17 @@ class ResNetBlock(nn.Module):
     Args:
         in_channels: Input channels.
         out_channels: Output channels.
-        drop_rate: Dropout rate after the block (0 disables).
-        drop_block: Use DropBlock (contiguous regions) instead of plain dropout.
-        block_size: DropBlock's square size.
-        track_running_stats: Keep BatchNorm running statistics.
+        drop_rate: Dropout rate after the block (0 disables; default: ``0.0``).
+        drop_block: Use DropBlock (contiguous regions) instead of plain dropout (default:
+            ``False``).
+        block_size: DropBlock's square size (default: ``5``).
+        track_running_stats: Keep BatchNorm running statistics (default: ``True``).
+
+    Example:
+        >>> import torch
+        >>> block = ResNetBlock(3, 64)
+        >>> block(torch.zeros(2, 3, 32, 32)).shape   # 64 channels, half the side
+        torch.Size([2, 64, 16, 16])
     """
 
     def __init__(
@@ -34,8 +42,8 @@ class ResNetBlock(nn.Module):
     ) -> None:
         super().__init__()
 
-        def bn() -> nn.BatchNorm2d:
-            return nn.BatchNorm2d(out_channels, track_running_stats=track_running_stats)
+        def bn() -> nn.Module:
+            return batch_norm(out_channels, track_running_stats)
 
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.bn1 = bn()
@@ -53,7 +61,14 @@ class ResNetBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """Apply the block."""
+        """Apply the block.
+
+        Args:
+            x: Feature maps ``[B, in_channels, H, W]``.
+
+        Returns:
+            Feature maps ``[B, out_channels, H // 2, W // 2]``.
+        """
         out = F.leaky_relu(self.bn1(self.conv1(x)), 0.1)
         out = F.leaky_relu(self.bn2(self.conv2(out)), 0.1)
         out = self.bn3(self.conv3(out))
@@ -71,13 +86,14 @@ class ResNet12(nn.Module):
     choices (``track_running_stats``).
 
     Args:
-        in_channels: Input channels.
-        n_way: Outputs of the linear head.
-        image_size: Input height and width.
-        channels: Channels of the four blocks.
-        drop_rate: Dropout/DropBlock rate (0 disables all dropping, e.g. for exact gradients).
-        block_size: DropBlock's square size.
-        track_running_stats: Keep BatchNorm running statistics.
+        in_channels: Input channels (default: ``3``).
+        n_way: Outputs of the linear head (default: ``5``).
+        image_size: Input height and width (default: ``84``).
+        channels: Channels of the four blocks (default: ``(64, 160, 320, 640)``).
+        drop_rate: Dropout/DropBlock rate (0 disables all dropping, e.g. for exact gradients;
+            default: ``0.1``).
+        block_size: DropBlock's square size (default: ``5``).
+        track_running_stats: Keep BatchNorm running statistics (default: ``True``).
 
     Attributes:
         features: ``g``, ``[B, C, H, W] -> [B, channels[-1]]``.
@@ -131,6 +147,13 @@ class ResNet12(nn.Module):
         self.head = nn.Linear(self.feature_dim, n_way)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``head(features(x))``."""
+        """Return ``head(features(x))``.
+
+        Args:
+            x: A batch of images ``[B, in_channels, image_size, image_size]``.
+
+        Returns:
+            The head's outputs ``[B, n_way]``.
+        """
         out: Tensor = self.head(self.features(x))
         return out
