@@ -6,6 +6,8 @@ value), so a test fails if an error stops saying what is wrong.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -403,6 +405,14 @@ def test_model_producing_nan_wrapped(mode, pattern):
         learner.meta_step(*random_batch())
 
 
+def test_non_finite_metacrl_terms_in_joint_mode_are_caught():
+    reg = MetaCRLRegularizer(FEATURE_DIM, num_factors=4, mode="joint")
+    learner = reg.wrap(make(MAML, linear_model()))
+    reg.lambda_inv = math.inf  # the query loss is finite; only the added terms are not
+    with pytest.raises(NonFiniteLossError, match=r"the joint MetaCRL loss is (nan|inf) \(task"):
+        learner.meta_step(*random_batch())
+
+
 # ====================================================================== the model contract
 def _build_learner(cls):
     return lambda model: make(cls, model)
@@ -611,7 +621,7 @@ def test_regularizer_non_numeric_gate_init():
         ({"inner_steps": -1}, r"inner_steps must be an integer >= 0, got -1"),
         ({"inner_steps": 1.5}, r"inner_steps must be an integer >= 0, got 1\.5"),
         ({"test_inner_steps": -1}, r"test_inner_steps must be an integer >= 0, got -1"),
-        ({"backend": "jax"}, r"backend must be one of \('func', 'higher'\), got 'jax'"),
+        ({"backend": "jax"}, r"backend must be one of \('func', 'higher', 'vmap'\), got 'jax'"),
         ({"loss": "hinge"}, r"loss must be one of \('cross_entropy', 'mse'\), got 'hinge'"),
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else None,

@@ -181,6 +181,25 @@ def test_bf16_autocast_works_through_a_second_order_inner_loop():
     assert abs(cosine[False] - cosine[True]) < 0.05
 
 
+def test_bf16_autocast_works_with_metacrl():
+    torch.manual_seed(0)
+    model = Conv4(hidden=8, n_way=3, image_size=32)
+    batch = _few_shot_batch((3, 32, 32))
+    losses = {}
+    for dtype in (None, torch.bfloat16):
+        torch.manual_seed(1)  # the same Xi and f_gr both times
+        reg = MetaCRLRegularizer(feature_dim=model.feature_dim, crl_steps=1)
+        learner = reg.wrap(MAML(model, inner_lr=0.05, inner_steps=1))
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+            out = learner.meta_step(*batch)
+        out.loss.backward()
+        assert reg.xi.grad is None  # alternating: Xi moved by the causal step, not by backward
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        losses[dtype] = out.loss.item()
+    assert losses[torch.bfloat16] == pytest.approx(losses[None], rel=0.02)
+
+
 def test_float16_autocast_is_refused_in_second_order_mode():
     model = Conv4(hidden=8, n_way=3, image_size=32)
     batch = _few_shot_batch((3, 32, 32))
@@ -221,3 +240,26 @@ def test_dropblock_drops_about_the_rate_and_is_identity_in_eval():
     assert not bool((scattered_counts[scattered == 1] >= 3 - 1e-4).all())
     drop.eval()
     assert torch.equal(drop(x), x)
+
+
+def test_task_batchnorm_equals_torch_batchnorm_without_running_stats():
+    from metacrl.models import TaskBatchNorm
+
+    torch.manual_seed(0)
+    ours, ref = TaskBatchNorm(4).double(), nn.BatchNorm2d(4, track_running_stats=False).double()
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ours.bias.uniform_(-0.5, 0.5)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(6, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    a, b = ours(x), ref(x)
+    assert torch.allclose(a, b, atol=1e-12)
+    probe = torch.randn_like(a)
+    ga = torch.autograd.grad((a * probe).sum(), [x, ours.weight], create_graph=True)
+    gb = torch.autograd.grad((b * probe).sum(), [x, ref.weight], create_graph=True)
+    assert all(torch.allclose(p, q, atol=1e-10) for p, q in zip(ga, gb, strict=True))
+    # vectors [B, C] too (BatchNorm1d)
+    v = torch.randn(7, 4, dtype=torch.float64)
+    ref1 = nn.BatchNorm1d(4, track_running_stats=False).double()
+    ref1.load_state_dict(ours.state_dict())
+    assert torch.allclose(ours(v), ref1(v), atol=1e-12)

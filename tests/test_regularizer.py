@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from metacrl import MAML, GatedModel, MetaCRLLearner, MetaCRLRegularizer, ProtoNet
-from metacrl.regularizer import gate_loss, irm_penalty, orthogonality_loss, vrex_penalty
+from metacrl.regularizer import (
+    gate_loss,
+    irm_penalty,
+    orthogonality_loss,
+    spectral_norm_estimate,
+    vrex_penalty,
+)
 
 from conftest import random_batch, tiny_model
 
@@ -103,6 +109,54 @@ def test_initial_gates_follow_gate_init_and_open_gates_keep_the_factor_subspace(
     assert torch.allclose(
         reg.transform(feats, torch.ones(6, dtype=torch.float64)), feats, atol=1e-5
     )
+
+
+def _unit_columns(*shape, seed=0):
+    m = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return m / m.norm(dim=0)
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (12, 30), (30, 12), (128, 128)])
+def test_spectral_norm_estimate_is_close_to_the_largest_singular_value(shape):
+    m = _unit_columns(*shape)
+    true = float(torch.linalg.matrix_norm(m, ord=2))
+    estimate = float(spectral_norm_estimate(m))
+    assert estimate <= true * (1 + 1e-9)  # a Rayleigh quotient never overshoots
+    assert estimate > 0.9 * true
+
+
+def test_spectral_norm_estimate_of_collapsed_and_orthonormal_columns():
+    same = torch.ones(5, 4, dtype=torch.float64) / math.sqrt(5)  # four equal columns
+    assert float(spectral_norm_estimate(same)) == pytest.approx(2.0)  # sqrt(M)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    assert float(spectral_norm_estimate(q)) == pytest.approx(1.0)
+    # the floor sqrt(M / min(d, M)) holds even when the start vector misses the top direction
+    odd = torch.zeros(4, 2, dtype=torch.float64)
+    odd[0, 0], odd[0, 1] = 1.0, -1.0  # the ones start vector is orthogonal to the top one
+    assert float(spectral_norm_estimate(odd)) >= 1.0  # floor sqrt(2 / 2)
+
+
+def test_spectral_norm_estimate_has_correct_first_and_second_derivatives():
+    m = _unit_columns(5, 4, seed=1).requires_grad_()
+    assert torch.autograd.gradcheck(spectral_norm_estimate, (m,))
+    assert torch.autograd.gradgradcheck(spectral_norm_estimate, (m,))
+    q, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))  # all singular values 1
+    assert torch.autograd.gradgradcheck(spectral_norm_estimate, (q.requires_grad_(),))
+
+
+def test_transform_never_lengthens_features_even_when_the_factors_collapse():
+    reg = MetaCRLRegularizer(feature_dim=16, num_factors=32).double()
+    with torch.no_grad():  # columns nearly all along one direction (a bad causal step)
+        reg.xi.copy_(torch.randn(16, 1).repeat(1, 32) + 0.01 * torch.randn(16, 32))
+    feats = torch.randn(10, 16, dtype=torch.float64)
+    feats[:, :] += reg.xi[:, 0].detach()  # give the features a large part along that direction
+    with torch.no_grad():
+        out = reg.transform(feats, torch.ones(32, dtype=torch.float64))
+        unit = reg.xi / reg.xi.norm(dim=0)
+    assert bool((out.norm(dim=-1) <= feats.norm(dim=-1) * 1.001).all())
+    # the unnormalised unit-column map would have multiplied them by about M = 32
+    raw = feats @ unit @ unit.T
+    assert float(raw.norm(dim=-1).max()) > 10 * float(feats.norm(dim=-1).max())
 
 
 def test_closed_gates_cut_the_features():

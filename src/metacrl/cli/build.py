@@ -17,7 +17,22 @@ __all__ = ["build_dataset", "build_learner", "build_model", "pick_device"]
 
 
 def pick_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when present, else the CPU; otherwise the named device."""
+    """Return the device that ``--device`` names.
+
+    Args:
+        name: ``"auto"`` (CUDA when present, else the CPU), or a device name such as ``"cpu"``,
+            ``"cuda"`` or ``"cuda:1"``.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: If the name is not a device, or CUDA is asked for but not available.
+
+    Example:
+        >>> pick_device("cpu")
+        device(type='cpu')
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -30,7 +45,23 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_dataset(cfg: TrainConfig, mode: str, tasks: int, seed: int) -> Any:
-    """Return the task dataset of ``mode`` (``train``/``val``/``test``) with ``tasks`` episodes."""
+    """Return the task dataset of ``mode`` (``train``/``val``/``test``) with ``tasks`` episodes.
+
+    Args:
+        cfg: A resolved configuration; its dataset, task shape and confounding settings are used.
+        mode: ``"train"``, ``"val"`` or ``"test"`` (sinusoid has no splits and ignores it).
+        tasks: The number of episodes (the dataset's ``batchsz``).
+        seed: The seed of the task stream.
+
+    Returns:
+        A :class:`~metacrl.data.ConfoundedShapes`, :class:`~metacrl.data.Sinusoid` or
+        :class:`~metacrl.data.MiniImagenet`.
+
+    Example:
+        >>> ds = build_dataset(TrainConfig().resolved(), "test", tasks=10, seed=0)
+        >>> type(ds).__name__, len(ds), ds.confounder_of(0) is None
+        ('ConfoundedShapes', 10, True)
+    """
     from metacrl.data import ConfoundedShapes, MiniImagenet, Sinusoid
 
     if cfg.dataset == "sinusoid":
@@ -62,7 +93,19 @@ def build_dataset(cfg: TrainConfig, mode: str, tasks: int, seed: int) -> Any:
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
-    """Return the backbone with a head of ``ways`` outputs (1 for sinusoid)."""
+    """Return the backbone with a head of ``ways`` outputs (1 for sinusoid).
+
+    Args:
+        cfg: A resolved configuration (``backbone``, ``hidden``, ``ways``, ``image_size``).
+
+    Returns:
+        A :class:`~metacrl.models.Conv4`, :class:`~metacrl.models.ResNet12` or
+        :class:`~metacrl.models.MLP`.
+
+    Example:
+        >>> build_model(TrainConfig(hidden=16).resolved()).feature_dim   # Conv4-16 at 32x32
+        64
+    """
     size = cfg.image_size or 32
     if cfg.backbone == "mlp":
         return MLP()
@@ -72,7 +115,23 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 
 def build_learner(cfg: TrainConfig, model: nn.Module, metacrl: bool) -> Learner:
-    """Return the configured learner on ``model``, wrapped by MetaCRL when ``metacrl``."""
+    """Return the configured learner on ``model``, wrapped by MetaCRL when ``metacrl``.
+
+    Args:
+        cfg: A resolved configuration (learner, inner loop and MetaCRL settings).
+        model: The backbone, e.g. from :func:`build_model`.
+        metacrl: Wrap the learner with a :class:`~metacrl.MetaCRLRegularizer` built from
+            ``cfg`` (``num_factors`` defaults to the backbone's ``feature_dim``).
+
+    Returns:
+        The learner, plain or wrapped.
+
+    Example:
+        >>> cfg = TrainConfig(hidden=16).resolved()
+        >>> learner = build_learner(cfg, build_model(cfg), metacrl=True)
+        >>> type(learner).__name__, learner.regularizer.num_factors
+        ('MetaCRLLearner', 64)
+    """
     loss: LossName = "mse" if cfg.dataset == "sinusoid" else "cross_entropy"
     learner: MetaLearner
     if cfg.learner == "protonet":
@@ -104,6 +163,7 @@ def build_learner(cfg: TrainConfig, model: nn.Module, metacrl: bool) -> Learner:
             mode=cfg.mode,  # type: ignore[arg-type]
             crl_steps=cfg.crl_steps,
             replay=cfg.replay,
+            use_gates=cfg.gates,
         )
         return reg.wrap(learner)
     return learner

@@ -62,6 +62,7 @@ _HELP: dict[str, str] = {
     "mode": f"MetaCRL: schedule, {' or '.join(SCHEDULES)} (default alternating)",
     "crl_steps": "MetaCRL: causal steps per meta-iteration in alternating mode (default 5)",
     "replay": "MetaCRL: earlier meta-batches used as extra environments (default 3)",
+    "gates": "MetaCRL: per-task factor gates (--no-gates, an ablation: all gates open)",
     "val_every": "validate every this many iterations (default 100)",
     "val_tasks": "validation episodes (default 100)",
     "test_tasks": "test episodes for the final table (default 200; 600 for a paper-style table)",
@@ -89,7 +90,7 @@ def _train_parser(sub: Any) -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        if f.name in ("metacrl", "first_order"):
+        if f.name in ("metacrl", "first_order", "gates"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=_HELP[f.name])
         elif f.name in ("inner_lr", "meta_lr", "rho", "lambda_inv", "lambda_orth", "lambda_gate"):
             parser.add_argument(flag, type=float, help=_HELP[f.name], metavar="X")
@@ -119,7 +120,19 @@ def _eval_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``metacrl`` argument parser."""
+    """Return the ``metacrl`` argument parser, with its ``train`` and ``eval`` subcommands.
+
+    Every :class:`~metacrl.cli.TrainConfig` field is a ``train`` option; options left out are
+    absent from the parsed namespace (so a config file can set them).
+
+    Returns:
+        The parser.
+
+    Example:
+        >>> args = build_parser().parse_args(["train", "--learner", "anil", "--no-metacrl"])
+        >>> args.command, args.learner, args.metacrl
+        ('train', 'anil', False)
+    """
     parser = argparse.ArgumentParser(
         prog="metacrl",
         description="MetaCRL (causal representation learning for meta-learning): train and "
@@ -266,7 +279,22 @@ def _command_eval(options: dict[str, Any]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``metacrl``; return the exit code (2 for bad settings, 130 when interrupted)."""
+    """Run ``metacrl``; return the exit code (2 for bad settings, 130 when interrupted).
+
+    The console script calls ``sys.exit(main())``. Bad settings, a missing file or a checkpoint
+    that does not fit print one line ``metacrl: error: ...`` on stderr and return 2, before
+    anything is written.
+
+    Args:
+        argv: The arguments after ``metacrl`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0, 2 (bad settings) or 130 (interrupted; the state is saved).
+
+    Example:
+        >>> main(["eval", "/nonexistent/best.pt"])    # prints the error on stderr
+        2
+    """
     from metacrl.train.checkpoint import CheckpointError
 
     parser = build_parser()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from metacrl.errors import NonFiniteLossError
 from metacrl.learners.base import Learner, MetaLearner
 from metacrl.learners.batch import MetaBatch
 from metacrl.learners.inner_loop import Predictor
@@ -34,9 +36,13 @@ class MetaCRLLearner(Learner):
     includes θ, ``Xi`` and ``f_gr``; the replay of earlier meta-batches is part of
     ``state_dict()``, so a resumed run continues exactly.
 
+    Attribute lookups that fail on the wrapper fall through to the base learner, so
+    ``wrapped.inner_steps`` or ``wrapped.task_loss`` work as on the learner itself.
+
     Args:
         learner: The base learner.
-        regularizer: The MetaCRL regularizer.
+        regularizer: The MetaCRL regularizer (its ``replay`` sets how many earlier meta-batches
+            are kept).
 
     Example:
         >>> import torch
@@ -83,6 +89,26 @@ class MetaCRLLearner(Learner):
         Returns:
             The meta-loss (see the class docstring for what it contains in each mode), the
             query scores, and the MetaCRL terms under ``metrics["crl/*"]``.
+
+        Raises:
+            TypeError: If an input is not a tensor or has the wrong dtype.
+            ValueError: If the meta-batch is malformed (see :meth:`MetaLearner.meta_step`).
+            NonFiniteLossError: If the mean query loss, the causal objective (alternating
+                mode) or the joint loss (joint mode) is NaN or infinite.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML, MetaCRLRegularizer
+            >>> from metacrl.models import FeatureHead
+            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
+            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> out = learner.meta_step(x, y, x, y)   # causal step on Xi, f_gr, then θ's loss
+            >>> out.loss.backward()
+            >>> sorted(out.metrics)
+            ['crl/disentanglement', 'crl/gate_mean', 'crl/gates_open', 'crl/invariance', 'crl/task']
         """
         reg, base = self.regularizer, self.learner
         batch = base.as_batch(x_spt, y_spt, x_qry, y_qry)
@@ -100,6 +126,12 @@ class MetaCRLLearner(Learner):
             terms = reg.causal_objective(envs, base.head_task, loss_fn)
             out.loss = out.loss + reg.lambda_inv * terms.invariance + terms.disentanglement
             metrics.update(terms.metrics())
+            if not bool(torch.isfinite(out.loss)):
+                parts = ", ".join(f"{k[4:]} {v}" for k, v in terms.metrics().items())
+                raise NonFiniteLossError(
+                    f"the joint MetaCRL loss is {float(out.loss.detach())} ({parts}); lower "
+                    "lambda_inv or the meta learning rate"
+                )
         if reg.replay > 0:
             self._replay.append(batch.detach() if reg.refresh_replay else current)
         out.metrics.update(metrics)
@@ -113,12 +145,64 @@ class MetaCRLLearner(Learner):
         y_qry: Tensor,
         inner_steps: int | None = None,
     ) -> EvalOutput:
-        """Meta-test with the task gates (see :meth:`MetaLearner.evaluate`)."""
+        """Meta-test with the task gates (see :meth:`MetaLearner.evaluate`).
+
+        ``Xi`` and ``f_gr`` are used as they are (no causal step) and nothing is added to the
+        replay.
+
+        Args:
+            x_spt: Support inputs ``[T, n_support, ...]``.
+            y_spt: Support targets.
+            x_qry: Query inputs ``[T, n_query, ...]``.
+            y_qry: Query targets.
+            inner_steps: Inner steps at test time (default: ``None``, the base learner's
+                ``test_inner_steps``).
+
+        Returns:
+            Per-task query losses and scores, without any graph.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML, MetaCRLRegularizer
+            >>> from metacrl.models import FeatureHead
+            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
+            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> out = learner.evaluate(x, y, x, y)
+            >>> out.task_scores.shape
+            torch.Size([2])
+        """
         batch = self.learner.as_batch(x_spt, y_spt, x_qry, y_qry)
         return self.learner._evaluate(batch, self._frozen_factors, inner_steps)
 
     def adapt(self, x_spt: Tensor, y_spt: Tensor, inner_steps: int | None = None) -> Predictor:
-        """Adapt to one task with its gates (see :meth:`MetaLearner.adapt`)."""
+        """Adapt to one task with its gates (see :meth:`MetaLearner.adapt`).
+
+        Args:
+            x_spt: One task's support inputs ``[n_support, ...]`` (no task axis); its gates
+                are computed from their features.
+            y_spt: Its targets ``[n_support]`` or ``[n_support, ...]``.
+            inner_steps: Inner steps (default: ``None``, the base learner's
+                ``test_inner_steps``).
+
+        Returns:
+            The adapted, gated model as a function of query inputs ``[n, ...]``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML, MetaCRLRegularizer
+            >>> from metacrl.models import FeatureHead
+            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
+            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> predict = learner.adapt(x[0], y[0])
+            >>> predict(torch.randn(5, 4)).shape
+            torch.Size([5, 3])
+        """
         return self.learner._adapt_one(x_spt, y_spt, self._frozen_factors(), inner_steps)
 
     # ------------------------------------------------------------------ internals
@@ -134,7 +218,29 @@ class MetaCRLLearner(Learner):
         return envs
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Save the replayed meta-batches (or their environments) with the parameters."""
+        """Save the replayed meta-batches (or their environments) with the parameters.
+
+        ``state_dict()`` stores the result under ``_extra_state``.
+
+        Returns:
+            ``{"replay": [(kind, value), ...]}``, oldest first: ``("environments", [(support
+            features, y_spt, query features, y_qry), ...])`` per replayed meta-batch, or
+            ``("batch", (x_spt, y_spt, x_qry, y_qry, num_labels))`` with
+            ``refresh_replay=True``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML, MetaCRLRegularizer
+            >>> from metacrl.models import FeatureHead
+            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
+            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> _ = learner.meta_step(x, y, x, y)
+            >>> [kind for kind, _ in learner.get_extra_state()["replay"]]
+            ['environments']
+        """
         entries: list[tuple[str, Any]] = []
         for item in self._replay:
             if isinstance(item, MetaBatch):
@@ -151,7 +257,33 @@ class MetaCRLLearner(Learner):
         return {"replay": entries}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore the replayed meta-batches."""
+        """Restore the replayed meta-batches.
+
+        ``load_state_dict()`` calls it. The replay is cleared first; entries beyond the
+        regularizer's ``replay`` length drop the oldest ones.
+
+        Args:
+            state: What :meth:`get_extra_state` returned (a missing ``"replay"`` key restores
+                an empty replay).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl import MAML, MetaCRLRegularizer
+            >>> from metacrl.models import FeatureHead
+            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
+            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
+            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
+            >>> _ = learner.meta_step(x, y, x, y)
+            >>> state = learner.get_extra_state()
+            >>> learner.set_extra_state({})
+            >>> len(learner.get_extra_state()["replay"])
+            0
+            >>> learner.set_extra_state(state)
+            >>> len(learner.get_extra_state()["replay"])
+            1
+        """
         self._replay.clear()
         for kind, value in state.get("replay", []):
             if kind == "batch":

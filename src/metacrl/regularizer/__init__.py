@@ -6,6 +6,7 @@ from metacrl.regularizer.penalties import (
     gate_loss,
     irm_penalty,
     orthogonality_loss,
+    spectral_norm_estimate,
     vrex_penalty,
 )
 from metacrl.regularizer.regularizer import MetaCRLRegularizer
@@ -19,5 +20,6 @@ __all__ = [
     "gate_loss",
     "irm_penalty",
     "orthogonality_loss",
+    "spectral_norm_estimate",
     "vrex_penalty",
 ]

@@ -28,6 +28,23 @@ class Environment:
         y_spt: Support targets.
         query_features: ``[n_query, feature_dim]``.
         y_qry: Query targets.
+
+    Learners build them with :meth:`MetaLearner.environments
+    <metacrl.learners.MetaLearner.environments>`; the causal objective gates their features
+    with ``Xi`` and ``f_gr`` and solves them with the learner's ``head_task``.
+
+    Example:
+        >>> import torch
+        >>> from metacrl import MetaCRLRegularizer
+        >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4)
+        >>> y = torch.arange(2).repeat(3)
+        >>> env = Environment(torch.randn(6, 8), y, torch.randn(6, 8), y)
+        >>> def head_task(h_spt, y_spt, h_qry, loss_fn):  # a fixed linear read-out
+        ...     return h_qry[..., :2]
+        >>> loss_fn = torch.nn.functional.cross_entropy
+        >>> terms = reg.causal_objective([env, env], head_task, loss_fn)
+        >>> tuple(terms.gates.shape)
+        (2, 4)
     """
 
     support_features: Tensor
@@ -46,6 +63,14 @@ class CausalTerms:
         invariance: The invariance penalty (IRMv1 or V-REx), before ``lambda_inv``.
         disentanglement: ``L_dis`` (weights included).
         gates: The environments' gates ``[environments, num_factors]``.
+
+    Example:
+        >>> import torch
+        >>> terms = CausalTerms(total=torch.tensor(1.5), task=torch.tensor(1.0),
+        ...                     invariance=torch.tensor(0.25), disentanglement=torch.tensor(0.25),
+        ...                     gates=torch.tensor([[0.9, 0.1], [0.7, 0.3]]))
+        >>> terms.metrics()["crl/gates_open"]
+        0.5
     """
 
     total: Tensor
@@ -55,7 +80,22 @@ class CausalTerms:
     gates: Tensor
 
     def metrics(self) -> dict[str, float]:
-        """Return the terms as floats under ``crl/*`` keys for logging."""
+        """Return the terms as floats under ``crl/*`` keys for logging.
+
+        Returns:
+            ``crl/task``, ``crl/invariance`` and ``crl/disentanglement`` (the terms, detached),
+            ``crl/gate_mean`` (the mean gate) and ``crl/gates_open`` (the fraction of gates
+            above 0.5). ``total`` is not included.
+
+        Example:
+            >>> import torch
+            >>> t = torch.tensor(0.5)
+            >>> m = CausalTerms(t, t, t, t, torch.tensor([[1.0, 0.0, 1.0, 1.0]])).metrics()
+            >>> sorted(m)
+            ['crl/disentanglement', 'crl/gate_mean', 'crl/gates_open', 'crl/invariance', 'crl/task']
+            >>> m["crl/task"], m["crl/gate_mean"], m["crl/gates_open"]
+            (0.5, 0.75, 0.75)
+        """
         return {
             "crl/task": float(self.task.detach()),
             "crl/invariance": float(self.invariance.detach()),

@@ -22,9 +22,10 @@ class TaskFactors:
 
     Args:
         regularizer: The regularizer that owns ``Xi`` and ``f_gr``.
-        gates: The task's gates ``[num_factors]``, or ``None`` to compute them lazily.
+        gates: The task's gates ``[num_factors]``, or ``None`` (the default) to compute them
+            lazily with :meth:`prepare`.
         frozen: Use ``Xi`` and ``f_gr`` as constants (no gradient reaches them), as in the
-            lower level and the θ-update of the alternating schedule.
+            lower level and the θ-update of the alternating schedule (default: ``False``).
 
     Attributes:
         last_output: The head's output of the last forward made with these factors (set by
@@ -53,16 +54,68 @@ class TaskFactors:
 
     @property
     def gates(self) -> Tensor:
-        """The task's gates ``[num_factors]``."""
+        """The task's gates ``[num_factors]``.
+
+        Raises:
+            RuntimeError: If they were neither given nor computed by :meth:`prepare`.
+        """
         if self._gates is None:
             raise RuntimeError("the task's gates are not computed yet: call prepare() first")
         return self._gates
 
     def prepare(self, support_features: Tensor) -> None:
-        """Compute the gates from the task's support features, unless already set."""
+        """Compute the gates from the task's support features, unless already set.
+
+        Called by the learners once per task, before the inner loop; later calls keep the
+        first gates (the support features passed then are ignored).
+
+        Args:
+            support_features: The task's support features ``[n_support, feature_dim]``.
+
+        Raises:
+            TypeError: If the features' dtype or device differ from the regularizer's.
+            ValueError: If the features are not ``[..., n, feature_dim]``.
+
+        Example:
+            >>> import torch
+            >>> from metacrl import MetaCRLRegularizer
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4)
+            >>> task = TaskFactors(reg, frozen=True)
+            >>> task.prepare(torch.randn(5, 8))
+            >>> first = task.gates
+            >>> task.prepare(torch.randn(5, 8))        # already set: unchanged
+            >>> task.gates is first, tuple(first.shape), first.requires_grad
+            (True, (4,), False)
+        """
         if self._gates is None:
             self._gates = self.regularizer.gates(support_features, frozen=self.frozen)
 
     def transform(self, features: Tensor) -> Tensor:
-        """Map features ``[n, feature_dim]`` to what the head sees (gated factors)."""
+        """Map features ``[n, feature_dim]`` to what the head sees (gated factors).
+
+        Args:
+            features: Features ``[..., n, feature_dim]`` of this task's examples.
+
+        Returns:
+            ``Xi (w ⊙ Xi^T g)`` per example, ``[..., n, feature_dim]`` (the regularizer's
+            ``head_input="features"``), or ``w ⊙ Xi^T g``, ``[..., n, num_factors]``
+            (``head_input="factors"``).
+
+        Raises:
+            RuntimeError: If the gates are not computed yet (call :meth:`prepare`).
+            TypeError: If the features' dtype or device differ from the regularizer's.
+            ValueError: If the features are not ``[..., n, feature_dim]``.
+
+        Example:
+            >>> import torch
+            >>> from metacrl import MetaCRLRegularizer
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, head_input="factors")
+            >>> closed = TaskFactors(reg, torch.zeros(4))       # every gate shut
+            >>> closed.transform(torch.randn(3, 8)).abs().sum().item()
+            0.0
+            >>> TaskFactors(reg).transform(torch.randn(3, 8))
+            Traceback (most recent call last):
+                ...
+            RuntimeError: the task's gates are not computed yet: call prepare() first
+        """
         return self.regularizer.transform(features, self.gates, frozen=self.frozen)

@@ -6,12 +6,19 @@ in any training loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["gate_loss", "irm_penalty", "orthogonality_loss", "vrex_penalty"]
+__all__ = [
+    "gate_loss",
+    "irm_penalty",
+    "orthogonality_loss",
+    "spectral_norm_estimate",
+    "vrex_penalty",
+]
 
 _EPS = 1e-6
 
@@ -41,6 +48,50 @@ def orthogonality_loss(xi: Tensor) -> Tensor:
     off_diagonal = gram - torch.diag_embed(torch.diagonal(gram))
     total: Tensor = off_diagonal.abs().sum()
     return total
+
+
+def spectral_norm_estimate(matrix: Tensor, iterations: int = 10) -> Tensor:
+    r"""Estimate the largest singular value of a matrix with unit-length columns, smoothly.
+
+    ``iterations`` power-iteration steps on ``matrix^T matrix`` from a fixed start, then the
+    Rayleigh quotient: a smooth function of ``matrix`` with exact first and second derivatives
+    by autograd (no SVD, so nothing breaks where singular values coincide, as they do for an
+    orthogonal matrix). It approaches the true value from below: within a few per cent for
+    random matrices, exact for orthonormal columns, fast where one direction dominates (the
+    case it guards against: factor columns turned towards each other).
+
+    An estimate below half of :math:`\sqrt{M / \min(d, M)}` (a lower bound of the true value
+    for unit columns: the mean eigenvalue of the Gram matrix) is replaced by that bound, so the
+    estimate never comes near zero.
+
+    Args:
+        matrix: ``[d, M]``, columns of unit length.
+        iterations: Power-iteration steps (default 10).
+
+    Returns:
+        A positive scalar.
+
+    Example:
+        >>> import torch
+        >>> round(float(spectral_norm_estimate(torch.eye(3))), 4)
+        1.0
+        >>> two_equal = torch.tensor([[1.0, 1.0], [0.0, 0.0]])  # both columns along e1
+        >>> round(float(spectral_norm_estimate(two_equal)), 4)
+        1.4142
+    """
+    if matrix.dim() != 2:
+        raise ValueError(f"matrix must be 2-D [d, M], got {tuple(matrix.shape)}")
+    d, m = matrix.shape
+    v = matrix.new_ones(m) / math.sqrt(m)
+    for _ in range(iterations):
+        v = matrix.T @ (matrix @ v)
+        v = v / v.norm().clamp_min(_EPS)
+    value = (matrix @ v).norm()
+    floor = math.sqrt(m / min(d, m))
+    # The floor replaces only estimates that failed (start vector nearly orthogonal to the top
+    # directions), so there is no kink where the estimate is right, e.g. orthonormal columns.
+    out: Tensor = torch.where(value > 0.5 * floor, value, value.new_tensor(floor))
+    return out
 
 
 def gate_loss(gates: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from metacrl.regularizer.penalties import (
     gate_loss,
     irm_penalty,
     orthogonality_loss,
+    spectral_norm_estimate,
     vrex_penalty,
 )
 
@@ -102,6 +103,8 @@ class MetaCRLRegularizer(nn.Module):
             meta-batch only).
         head_input: ``"features"`` (map the gated factors back with ``Xi``) or ``"factors"``.
         gate_init: Initial value of the gates (the last layer's bias), in ``(0, 1)``.
+        use_gates: Gate the factors per task (``False``, an ablation: every gate is 1 and
+            ``f_gr`` is unused).
         refresh_replay: Recompute the replayed meta-batches' features with the current backbone
             at every step (exact, but a forward pass of ``replay`` extra meta-batches per
             step). By default each replayed batch keeps the features computed when it was
@@ -145,6 +148,7 @@ class MetaCRLRegularizer(nn.Module):
         gate_init: float = 0.9,
         max_grad_norm: float | None = 1.0,
         refresh_replay: bool = False,
+        use_gates: bool = True,
     ) -> None:
         super().__init__()
         self.feature_dim = _check_positive_int("feature_dim", feature_dim)
@@ -164,6 +168,7 @@ class MetaCRLRegularizer(nn.Module):
         self.gr_lr = _check_non_negative("gr_lr", gr_lr, strict=True)
         self.replay = _check_positive_int("replay", replay, minimum=0)
         self.refresh_replay = bool(refresh_replay)
+        self.use_gates = bool(use_gates)
         self.max_grad_norm = (
             None
             if max_grad_norm is None
@@ -195,17 +200,41 @@ class MetaCRLRegularizer(nn.Module):
         )
 
     def factor_directions(self, *, frozen: bool = False) -> Tensor:
-        """Return ``Xi`` with unit-length columns, as the forward pass uses it.
+        """Return ``Xi`` as the forward pass uses it: unit columns, spectral norm one.
 
-        Only the directions of the factors matter: the scale of ``Xi`` cannot blow up the
-        features however large the causal step size (``xi_lr`` = 0.4 by default).
+        Only the directions of the factors matter, and the map ``g -> Xi Xi^T g`` never
+        lengthens a feature vector: the unit-column matrix is divided by its largest singular
+        value (:func:`spectral_norm_estimate`). Without that division, a causal step that turns
+        the columns towards each other (``xi_lr`` = 0.4 by default) multiplies the head's input
+        by up to ``num_factors``, and the inner loop diverges.
+
+        Args:
+            frozen: Treat ``Xi`` as a constant.
+
+        Returns:
+            ``[feature_dim, num_factors]``.
+
+        Example:
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=16)
+            >>> u = reg.factor_directions()
+            >>> u.shape
+            torch.Size([8, 16])
+            >>> sigma = float(torch.linalg.matrix_norm(u.detach(), ord=2))
+            >>> 0.99 < sigma < 1.05  # the estimate is exact up to a few per cent
+            True
         """
         xi = self.xi.detach() if frozen else self.xi
-        unit: Tensor = xi / xi.norm(dim=0, keepdim=True).clamp_min(1e-6)
-        return unit
+        unit = xi / xi.norm(dim=0, keepdim=True).clamp_min(1e-6)
+        scaled: Tensor = unit / spectral_norm_estimate(unit)
+        return scaled
 
     def _check_features(self, features: Tensor) -> None:
-        if features.dtype != self.xi.dtype or features.device != self.xi.device:
+        mixed_ok = features.is_floating_point() and torch.is_autocast_enabled(
+            features.device.type
+        )  # under autocast a bf16/fp16 backbone meets the fp32 Xi, and autocast casts
+        if (features.dtype != self.xi.dtype and not mixed_ok) or (
+            features.device != self.xi.device
+        ):
             raise TypeError(
                 f"features are {features.dtype} on {features.device} but the regularizer's "
                 f"parameters are {self.xi.dtype} on {self.xi.device}; move it with reg.to(...) "
@@ -231,7 +260,12 @@ class MetaCRLRegularizer(nn.Module):
             Gates in ``(0, 1)``, ``[num_factors]`` or ``[T, num_factors]``.
         """
         self._check_features(support_features)
-        mean_factors = support_features.mean(dim=-2) @ self.factor_directions(frozen=frozen)
+        return self._gates_of_means(support_features.mean(dim=-2), frozen)
+
+    def _gates_of_means(self, mean_features: Tensor, frozen: bool) -> Tensor:
+        if not self.use_gates:
+            return mean_features.new_ones(*mean_features.shape[:-1], self.num_factors)
+        mean_factors = mean_features @ self.factor_directions(frozen=frozen)
         if frozen:
             params = {n: p.detach() for n, p in self.f_gr.named_parameters()}
             logits: Tensor = functional_call(self.f_gr, params, (mean_factors,))
@@ -295,7 +329,7 @@ class MetaCRLRegularizer(nn.Module):
             groups.setdefault(key, []).append(i)
         with torch.enable_grad():
             means = torch.stack([e.support_features.mean(dim=0) for e in environments])
-            gates = torch.sigmoid(self.f_gr(means @ self.factor_directions()))
+            gates = self._gates_of_means(means, frozen=False)
             losses: list[Tensor] = [torch.empty(0)] * len(environments)
             outputs: list[Tensor] = [torch.empty(0)] * len(environments)
             for index in groups.values():
