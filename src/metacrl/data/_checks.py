@@ -15,7 +15,7 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     Args:
         name: The argument's name, used in the error message.
         value: The value to check (``bool`` is rejected).
-        minimum: The smallest allowed value.
+        minimum: The smallest allowed value (default: ``1``).
 
     Returns:
         ``value`` as a plain ``int``.

@@ -32,6 +32,21 @@ class TaskDataset(Dataset[Task], abc.ABC):
     Raises:
         TypeError: If ``batchsz`` or ``seed`` is not an integer.
         ValueError: If ``batchsz < 1`` or ``seed < 0``.
+
+    Example:
+        A subclass only says how task ``index`` is made, from its own seeded generator:
+
+        >>> import torch
+        >>> from metacrl.data import TaskLoader
+        >>> from metacrl.data.seeding import task_rng
+        >>> class Shifts(TaskDataset):
+        ...     def task(self, index):
+        ...         shift = float(task_rng(self.seed, index).normal())
+        ...         x = torch.linspace(-1, 1, 8).unsqueeze(-1)
+        ...         return x[:4], x[:4] + shift, x[4:], x[4:] + shift
+        >>> ds = Shifts(batchsz=6, seed=0)
+        >>> bool(torch.equal(ds[2][1], ds[2][1])), len(TaskLoader(ds, batch_size=3))
+        (True, 2)
     """
 
     def __init__(self, batchsz: int, seed: int) -> None:
@@ -53,4 +68,13 @@ class TaskDataset(Dataset[Task], abc.ABC):
 
         Returns:
             ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis.
+
+        Example:
+            ``ds[i]`` checks the index (negative ones count from the end), then calls it:
+
+            >>> import torch
+            >>> from metacrl.data import Sinusoid
+            >>> ds = Sinusoid(batchsz=3)
+            >>> all(torch.equal(a, b) for a, b in zip(ds[-1], ds.task(2), strict=True))
+            True
         """

@@ -57,6 +57,17 @@ class ShapesEpisode:
             ``NUISANCES`` order (foreground, background, texture).
         masks: The shapes' coverage ``[N*K + N*Q, S, S]`` in ``[0, 1]``.
         confounder: The task's confounder, or ``None``.
+
+    Example:
+        >>> ep = ConfoundedShapes("train", n_way=3, k_shot=2, k_query=1, batchsz=4).episode(0)
+        >>> tuple(ep.x_spt.shape), ep.nuisances.shape, ep.confounder is not None
+        ((6, 3, 32, 32), (9, 3), True)
+        >>> labels = ep.y_spt.tolist() + ep.y_qry.tolist()
+        >>> column = NUISANCES.index(ep.confounder.attribute)   # the tied nuisance
+        >>> values = ep.nuisances[:, column].tolist()
+        >>> tied = [v == ep.confounder.mapping[y] for v, y in zip(values, labels, strict=True)]
+        >>> sum(tied) >= 5   # most of the 9 examples show their label's value (rho = 0.9)
+        True
     """
 
     x_spt: Tensor
@@ -69,7 +80,16 @@ class ShapesEpisode:
     confounder: Confounder | None
 
     def tensors(self) -> Task:
-        """Return ``(x_spt, y_spt, x_qry, y_qry)``."""
+        """Return ``(x_spt, y_spt, x_qry, y_qry)``.
+
+        Returns:
+            The task's four tensors, what ``ConfoundedShapes.task`` returns.
+
+        Example:
+            >>> ep = ConfoundedShapes("test", n_way=2, k_query=1, batchsz=2).episode(0)
+            >>> [tuple(t.shape) for t in ep.tensors()]
+            [(2, 3, 32, 32), (2,), (2, 3, 32, 32), (2,)]
+        """
         return self.x_spt, self.y_spt, self.x_qry, self.y_qry
 
 
@@ -103,21 +123,23 @@ class ConfoundedShapes(TaskDataset):
     so that loader batches and confounder batches coincide (it checks).
 
     Args:
-        mode: ``"train"``, ``"val"`` or ``"test"``.
-        n_way: Classes per task (at most 8 while confounded: the mapping is injective).
-        k_shot: Support images per class.
-        k_query: Query images per class.
-        rho: Probability that an example shows its label's mapped value (0: unconfounded).
-        confounder: ``"switch"``, ``"fixed"`` or ``"task"``.
-        image_size: Image side length in pixels.
-        batchsz: The number of tasks.
-        meta_batch_size: Tasks per meta-batch sharing one confounder.
-        seed: The seed of the task stream.
-        fixed_attribute: The nuisance used by ``confounder="fixed"``.
-        noise: Standard deviation of the (uniform) pixel noise.
+        mode: ``"train"``, ``"val"`` or ``"test"`` (default: ``"train"``).
+        n_way: Classes per task (at most 8 while confounded: the mapping is injective; default:
+            ``5``).
+        k_shot: Support images per class (default: ``1``).
+        k_query: Query images per class (default: ``15``).
+        rho: Probability that an example shows its label's mapped value (0: unconfounded; default:
+            ``0.9``).
+        confounder: ``"switch"``, ``"fixed"`` or ``"task"`` (default: ``"switch"``).
+        image_size: Image side length in pixels (default: ``32``).
+        batchsz: The number of tasks (default: ``10000``).
+        meta_batch_size: Tasks per meta-batch sharing one confounder (default: ``4``).
+        seed: The seed of the task stream (default: ``0``).
+        fixed_attribute: The nuisance used by ``confounder="fixed"`` (default: ``"background"``).
+        noise: Standard deviation of the (uniform) pixel noise (default: ``0.03``).
         texture_strength: How much the stripes darken the image (0 disables the texture's
-            visibility; its value is still drawn).
-        class_seed: The seed of the shape classes.
+            visibility; its value is still drawn; default: ``0.3``).
+        class_seed: The seed of the shape classes (default: ``0``).
 
     Raises:
         TypeError: If a count is not an integer.
@@ -130,6 +152,8 @@ class ConfoundedShapes(TaskDataset):
         ((5, 3, 32, 32), [0, 1, 2, 3, 4], (15, 3, 32, 32))
         >>> ds.confounder_of(0) == ds.confounder_of(3)    # same meta-batch
         True
+        >>> ds.num_classes, ds.confounded, ds.required_batch_size
+        (64, True, 4)
         >>> ConfoundedShapes("test", batchsz=8).confounder_of(0) is None
         True
     """
@@ -296,6 +320,13 @@ class ConfoundedShapes(TaskDataset):
 
         Returns:
             ``(x_spt, y_spt, x_qry, y_qry)``.
+
+        Example:
+            >>> ds = ConfoundedShapes("val", n_way=3, k_shot=2, k_query=1, image_size=16,
+            ...                       batchsz=2)
+            >>> x_spt, y_spt, x_qry, y_qry = ds.task(0)
+            >>> tuple(x_spt.shape), y_spt.tolist(), y_qry.tolist()
+            ((6, 3, 16, 16), [0, 0, 1, 1, 2, 2], [0, 1, 2])
         """
         return self.episode(index).tensors()
 

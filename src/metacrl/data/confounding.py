@@ -23,6 +23,12 @@ class Confounder:
         attribute: The tied nuisance (one of ``NUISANCES``).
         mapping: ``mapping[label]`` is the value the label's examples take (with probability
             ``rho``); the values are distinct.
+
+    Example:
+        >>> from metacrl.data import ConfoundedShapes
+        >>> c = ConfoundedShapes("train", batchsz=4, meta_batch_size=4).confounder_of(0)
+        >>> c.attribute in ("foreground", "background", "texture"), len(c.mapping)
+        (True, 5)
     """
 
     attribute: str

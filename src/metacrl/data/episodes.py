@@ -24,6 +24,17 @@ class Episode:
         query: Image rows of the query set ``[n_way * k_query]``.
         y_spt: Support labels ``[n_way * k_shot]`` in ``0..n_way-1``.
         y_qry: Query labels ``[n_way * k_query]``.
+
+    Example:
+        >>> import tempfile
+        >>> from metacrl.data import MiniImagenet, write_fake_miniimagenet
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     root = write_fake_miniimagenet(d, (3, 1, 1), images_per_class=3, image_size=8)
+        ...     ds = MiniImagenet(root, n_way=3, k_shot=1, k_query=2, batchsz=2, resize=8,
+        ...                       progress=False)
+        ...     ep = ds.episode(0)
+        >>> ep.y_spt.tolist(), ep.y_qry.tolist(), sorted(ep.classes.tolist())
+        ([0, 1, 2], [0, 0, 1, 1, 2, 2], [0, 1, 2])
     """
 
     classes: np.ndarray

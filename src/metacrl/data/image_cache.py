@@ -103,9 +103,9 @@ def build_image_cache(
         files: The image files, in order.
         filenames: The names recorded in the header (one per file, e.g. relative names).
         size: The side length to resize to.
-        progress: Show a progress bar.
+        progress: Show a progress bar (default: ``True``).
         threads: Decoding threads (PIL releases the GIL); default ``min(8, cpu_count)``.
-        desc: The progress bar's label.
+        desc: The progress bar's label (default: ``"caching images"``).
 
     Returns:
         The memory-mapped ``uint8`` array ``[len(files), size, size, 3]``.
@@ -179,8 +179,8 @@ def open_image_cache(
         files: The image files, in order (only read when building).
         filenames: The names recorded in the header.
         size: The side length.
-        progress: Show a progress bar while building.
-        desc: The progress bar's label.
+        progress: Show a progress bar while building (default: ``True``).
+        desc: The progress bar's label (default: ``"caching images"``).
 
     Returns:
         The memory-mapped ``uint8`` array ``[len(files), size, size, 3]``.

@@ -56,8 +56,8 @@ def resize_images(
     Args:
         images: A ``uint8`` array ``[N, H, W, 3]``.
         size: The output side length.
-        progress: Show a progress bar.
-        desc: The progress bar's label.
+        progress: Show a progress bar (default: ``False``).
+        desc: The progress bar's label (default: ``"resizing images"``).
 
     Returns:
         A ``uint8`` array ``[N, size, size, 3]`` (``images`` itself if already that size).

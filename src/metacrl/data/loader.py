@@ -90,12 +90,13 @@ class TaskLoader:
 
     Args:
         dataset: A map-style dataset of tasks (``len`` and ``ds[i]`` -> 4 tensors).
-        batch_size: Tasks per meta-batch ``T``.
-        num_workers: Worker processes (0: make tasks in the main process).
-        start: The first batch to yield (to resume a run).
+        batch_size: Tasks per meta-batch ``T`` (default: ``4``).
+        num_workers: Worker processes (0: make tasks in the main process; default: ``0``).
+        start: The first batch to yield (to resume a run; default: ``0``).
         num_batches: How many batches to yield (default: up to the end of the dataset).
-        pin_memory: Pin batches in page-locked memory (for fast copies to a GPU).
-        drop_last: Skip a last batch shorter than ``batch_size``.
+        pin_memory: Pin batches in page-locked memory (for fast copies to a GPU; default:
+            ``False``).
+        drop_last: Skip a last batch shorter than ``batch_size`` (default: ``False``).
         persistent_workers: Keep worker processes alive between passes over the loader (safe:
             the datasets are stateless; off by default since a training stream is iterated
             once).

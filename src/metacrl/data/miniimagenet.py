@@ -54,20 +54,21 @@ class MiniImagenet(TaskDataset):
     Args:
         root: The data folder (``images/`` plus ``{mode}.csv``, or the pickles), or one
             ``mini-imagenet-cache-*.pkl`` file (whose split is then used whatever ``mode`` says).
-        mode: ``"train"``, ``"val"`` or ``"test"``.
-        n_way: Classes per task.
-        k_shot: Support images per class.
-        k_query: Query images per class.
-        batchsz: The number of tasks (``len(ds)``).
-        resize: The image side length in pixels.
-        seed: The seed of the task stream.
+        mode: ``"train"``, ``"val"`` or ``"test"`` (default: ``"train"``).
+        n_way: Classes per task (default: ``5``).
+        k_shot: Support images per class (default: ``1``).
+        k_query: Query images per class (default: ``15``).
+        batchsz: The number of tasks (``len(ds)``; default: ``10000``).
+        resize: The image side length in pixels (default: ``84``).
+        seed: The seed of the task stream (default: ``0``).
         cache: Folder format only: decode the split once into an on-disk cache and reuse it
-            (``False`` decodes and resizes every image on every access, as the seed code does:
-            correct but slow). The pickle format already holds decoded images (resized once in
-            memory if ``resize != 84``) and never writes a cache.
+            (the default, ``True``; ``False`` decodes and resizes every image on every access,
+            as the seed code does: correct but slow). The pickle format already holds decoded
+            images (resized once in memory if ``resize != 84``) and never writes a cache.
         cache_dir: Where the cache goes (default ``root/cache``; one folder per dataset).
-        normalize: Standardise with the ImageNet mean and std.
-        progress: Show a progress bar while building the cache (or resizing a pickle).
+        normalize: Standardise with the ImageNet mean and std (default: ``True``).
+        progress: Show a progress bar while building the cache (or resizing a pickle; default:
+            ``True``).
 
     Attributes:
         classes: The split's class names, sorted; :meth:`episode` refers to them by index.
@@ -98,6 +99,8 @@ class MiniImagenet(TaskDataset):
         >>> x_spt, y_spt, x_qry, y_qry = ds[0]
         >>> tuple(x_spt.shape), y_spt.tolist(), tuple(x_qry.shape)
         ((5, 3, 8, 8), [0, 1, 2, 3, 4], (10, 3, 8, 8))
+        >>> ds.num_classes, ds.num_images
+        (5, 20)
         >>> tmp.cleanup()
     """
 
@@ -246,6 +249,21 @@ class MiniImagenet(TaskDataset):
 
         Returns:
             The rows (indices for :meth:`load_images`) of the class's images.
+
+        Raises:
+            IndexError: If ``index`` is out of range.
+
+        Example:
+            >>> import tempfile
+            >>> from metacrl.data import write_fake_miniimagenet
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
+            ...                                image_size=8)
+            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
+            ...                   progress=False)
+            >>> ds.classes[0], ds.class_rows(0).tolist()
+            ('n90000000', [0, 1, 2])
+            >>> tmp.cleanup()
         """
         return self._class_rows[index]
 
@@ -260,6 +278,19 @@ class MiniImagenet(TaskDataset):
 
         Raises:
             IndexError: If ``index`` is out of range.
+
+        Example:
+            >>> import tempfile
+            >>> from metacrl.data import write_fake_miniimagenet
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
+            ...                                image_size=8)
+            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
+            ...                   progress=False)
+            >>> ep = ds.episode(-1)                        # the last task
+            >>> ep.y_spt.tolist(), len(ep.support), len(ep.query)
+            ([0, 1], 2, 2)
+            >>> tmp.cleanup()
         """
         rng = self._rng(check_index(index, self.batchsz))
         return sample_episode(rng, self._class_rows, self.n_way, self.k_shot, self.k_query)
@@ -274,6 +305,19 @@ class MiniImagenet(TaskDataset):
 
         Returns:
             The resized RGB images.
+
+        Example:
+            >>> import tempfile
+            >>> from metacrl.data import write_fake_miniimagenet
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
+            ...                                image_size=8)
+            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
+            ...                   progress=False)
+            >>> images = ds.load_images(ds.class_rows(1))
+            >>> images.shape, images.dtype
+            ((3, 8, 8, 3), dtype('uint8'))
+            >>> tmp.cleanup()
         """
         if self._images is None and self.cache_path is not None:
             self._images = np.load(self.cache_path, mmap_mode="r", allow_pickle=False)
@@ -290,6 +334,19 @@ class MiniImagenet(TaskDataset):
 
         Returns:
             ``(x_spt, y_spt, x_qry, y_qry)``, images ``float32`` and labels ``int64``.
+
+        Example:
+            >>> import tempfile
+            >>> from metacrl.data import write_fake_miniimagenet
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
+            ...                                image_size=8)
+            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
+            ...                   progress=False)
+            >>> x_spt, y_spt, x_qry, y_qry = ds.task(0)
+            >>> tuple(x_spt.shape), x_spt.dtype, y_spt.tolist()
+            ((2, 3, 8, 8), torch.float32, [0, 1])
+            >>> tmp.cleanup()
         """
         ep = self.episode(index)
         x = to_tensor(self.load_images(np.concatenate([ep.support, ep.query])), self.normalize)

@@ -18,6 +18,11 @@ class CsvSplit:
         filenames: Image filenames (relative to ``root/images``), in file order.
         labels: The class name of each image (e.g. ``n01532829``).
         lines: The CSV line number of each image, for error messages.
+
+    Example:
+        >>> split = CsvSplit(Path("train.csv"), ["a.jpg", "b.jpg"], ["n01", "n02"], [2, 3])
+        >>> dict(zip(split.filenames, split.labels))
+        {'a.jpg': 'n01', 'b.jpg': 'n02'}
     """
 
     csv_path: Path

@@ -27,6 +27,12 @@ class PickleSplit:
         path: The pickle file.
         images: ``uint8`` images ``[N, H, W, 3]``.
         class_rows: Class name -> row indices into ``images``.
+
+    Example:
+        >>> split = PickleSplit(Path("x.pkl"), np.zeros((3, 84, 84, 3), np.uint8),
+        ...                     {"n01": np.array([0, 2]), "n02": np.array([1])})
+        >>> split.images[split.class_rows["n01"]].shape
+        (2, 84, 84, 3)
     """
 
     path: Path

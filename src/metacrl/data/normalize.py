@@ -24,7 +24,7 @@ def to_tensor(images: np.ndarray, normalize: bool = True) -> Tensor:
 
     Args:
         images: A ``uint8`` array ``[N, H, W, 3]``.
-        normalize: Standardise with the ImageNet statistics.
+        normalize: Standardise with the ImageNet statistics (default: ``True``).
 
     Returns:
         A contiguous ``float32`` tensor ``[N, 3, H, W]``.

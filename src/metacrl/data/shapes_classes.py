@@ -40,6 +40,11 @@ class ShapeBank:
         vertices: Per class, the polygon's vertices ``[V, 2]`` (max radius 1).
         radii: The boundary radius of each class at each tabulated angle,
             ``[num_classes, ANGLE_BINS]`` ``float32``; angle ``b`` is ``2 pi b / ANGLE_BINS``.
+
+    Example:
+        >>> bank = make_shape_bank(0)
+        >>> bank.num_classes, len(bank.vertices), bool(bank.radii.max() <= 1.0)
+        (100, 100, True)
     """
 
     vertices: tuple[np.ndarray, ...]
@@ -81,8 +86,8 @@ def make_shape_bank(class_seed: int = 0, num_classes: int = 100) -> ShapeBank:
     """Draw the shape classes from ``class_seed``.
 
     Args:
-        class_seed: Seed of the shapes (independent of any episode seed).
-        num_classes: How many classes to draw.
+        class_seed: Seed of the shapes (independent of any episode seed; default: ``0``).
+        num_classes: How many classes to draw (default: ``100``).
 
     Returns:
         The :class:`ShapeBank`.

@@ -47,6 +47,11 @@ class Poses:
         rotation: Rotation angles ``[M]`` (radians).
         scale: Scales ``[M]`` (the shape's largest radius).
         shift: Centre offsets ``[M, 2]`` (x, y).
+
+    Example:
+        >>> poses = draw_poses(np.random.default_rng(0), 3)
+        >>> poses.rotation.shape, poses.shift.shape
+        ((3,), (3, 2))
     """
 
     rotation: np.ndarray
@@ -99,9 +104,10 @@ def render_shapes(
         stripe_angle: Stripe orientations ``[M]`` (radians).
         stripe_phase: Stripe phases ``[M]`` (radians).
         size: The image side length in pixels.
-        texture_strength: How much the stripes darken the image (0: no texture).
-        noise: Standard deviation of uniform pixel noise (needs ``rng`` when positive).
-        rng: The generator of the noise.
+        texture_strength: How much the stripes darken the image (0: no texture; default: ``0.3``).
+        noise: Standard deviation of uniform pixel noise (needs ``rng`` when positive; default:
+            ``0.0``).
+        rng: The generator of the noise (default: ``None``).
 
     Returns:
         ``(images, masks)``: ``float32`` images ``[M, 3, size, size]`` in ``[0, 1]`` and the

@@ -26,13 +26,13 @@ class Sinusoid(TaskDataset):
     query loss less noisy.
 
     Args:
-        batchsz: The number of tasks.
-        k_shot: Support points per task.
-        k_query: Query points per task.
-        amplitude: The range of ``A``.
-        phase: The range of the phase.
-        x_range: The range of the inputs.
-        seed: The seed of the task stream.
+        batchsz: The number of tasks (default: ``10000``).
+        k_shot: Support points per task (default: ``5``).
+        k_query: Query points per task (default: ``15``).
+        amplitude: The range of ``A`` (default: ``(0.1, 5.0)``).
+        phase: The range of the phase (default: ``(0.0, math.pi)``).
+        x_range: The range of the inputs (default: ``(-5.0, 5.0)``).
+        seed: The seed of the task stream (default: ``0``).
 
     Raises:
         TypeError: If a count is not an integer.
@@ -99,6 +99,11 @@ class Sinusoid(TaskDataset):
 
         Returns:
             ``(x_spt, y_spt, x_qry, y_qry)``.
+
+        Example:
+            >>> x_spt, y_spt, x_qry, y_qry = Sinusoid(batchsz=2, k_shot=3, k_query=4).task(1)
+            >>> tuple(x_spt.shape), tuple(y_qry.shape), bool(x_spt.abs().max() <= 5.0)
+            ((3, 1), (4, 1), True)
         """
         amp, phase, rng = self._draw(index)
         x = rng.uniform(*self.x_range, size=(self.k_shot + self.k_query, 1))

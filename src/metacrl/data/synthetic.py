@@ -32,12 +32,13 @@ def write_fake_miniimagenet(
 
     Args:
         root: The folder to create (or fill).
-        classes_per_split: Classes of train, val and test (the real data: 64, 16, 20).
-        images_per_class: Images per class (the real data: 600).
-        image_size: Side length, or ``(width, height)``; real ImageNet photos are about
-            500x375.
-        seed: Seed of the random content.
-        quality: JPEG quality.
+        classes_per_split: Classes of train, val and test (the real data: 64, 16, 20; default:
+            ``(64, 16, 20)``).
+        images_per_class: Images per class (the real data: 600; default: ``600``).
+        image_size: Side length, or ``(width, height)``; real ImageNet photos are about 500x375
+            (default: ``84``).
+        seed: Seed of the random content (default: ``0``).
+        quality: JPEG quality (default: ``90``).
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`.

@@ -11,6 +11,8 @@ from torch import Tensor
 __all__ = ["MetaBatch", "Problem", "as_meta_batch"]
 
 Problem = Literal["classification", "regression"]
+"""The kind of task: ``"classification"`` (integer labels, scored by accuracy) or
+``"regression"`` (float targets, scored by MSE)."""
 
 _NAMES = ("x_spt", "y_spt", "x_qry", "y_qry")
 
@@ -25,7 +27,20 @@ class MetaBatch:
             ``[T, n_support, *target_shape]`` (regression).
         x_qry: Query inputs, ``[T, n_query, *sample_shape]``.
         y_qry: Query targets, shaped like ``y_spt`` with ``n_query`` examples.
-        num_labels: For classification, ``1 + the largest label``; 0 for regression.
+        num_labels: For classification, ``1 + the largest label``; 0 for regression (the
+            default).
+
+    Build it with :func:`as_meta_batch` (or a learner's ``as_batch``), which checks the shapes
+    and dtypes; the constructor itself checks nothing.
+
+    Example:
+        >>> import torch
+        >>> b = MetaBatch(torch.zeros(3, 5, 2), torch.zeros(3, 5, dtype=torch.long),
+        ...               torch.zeros(3, 7, 2), torch.ones(3, 7, dtype=torch.long), num_labels=2)
+        >>> b.num_tasks
+        3
+        >>> [tuple(t.shape) for t in b.task(0)]
+        [(5, 2), (5,), (7, 2), (7,)]
     """
 
     x_spt: Tensor
@@ -40,11 +55,41 @@ class MetaBatch:
         return int(self.x_spt.shape[0])
 
     def task(self, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Return task ``t`` as ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis."""
+        """Return task ``t`` as ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis.
+
+        Args:
+            t: The task's index along the first axis (negative indices count from the end).
+
+        Returns:
+            Views of the four tensors at index ``t``.
+
+        Raises:
+            IndexError: If ``t`` is out of range.
+
+        Example:
+            >>> import torch
+            >>> b = MetaBatch(torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.long),
+            ...               torch.randn(2, 6, 3), torch.zeros(2, 6, dtype=torch.long), 1)
+            >>> x_spt, y_spt, x_qry, y_qry = b.task(1)
+            >>> tuple(x_spt.shape), tuple(y_qry.shape)
+            ((4, 3), (6,))
+        """
         return self.x_spt[t], self.y_spt[t], self.x_qry[t], self.y_qry[t]
 
     def detach(self) -> MetaBatch:
-        """Return a copy whose tensors carry no autograd history."""
+        """Return a copy whose tensors carry no autograd history.
+
+        Returns:
+            A new :class:`MetaBatch` of detached tensors (sharing storage with these) and the
+            same ``num_labels``.
+
+        Example:
+            >>> import torch
+            >>> x = torch.randn(1, 2, 3, requires_grad=True)
+            >>> y = torch.zeros(1, 2, dtype=torch.long)
+            >>> MetaBatch(x * 2, y, x * 2, y, 1).detach().x_spt.requires_grad
+            False
+        """
         return MetaBatch(
             self.x_spt.detach(),
             self.y_spt.detach(),

@@ -33,12 +33,35 @@ def adapt_linear_heads(
         h_spt: Support head inputs ``[E, n, k]``.
         y_spt: Support targets ``[E, n]`` (labels) or ``[E, n, out]`` (regression).
         h_qry: Query head inputs ``[E, q, k]``.
-        loss: ``"cross_entropy"`` or ``"mse"``.
+        loss: ``"cross_entropy"`` or ``"mse"`` (any other name is treated as ``"mse"``).
         steps: Inner steps.
-        lr: Step size, or per-element step sizes ``{"weight": ..., "bias": ...}`` (Meta-SGD).
+        lr: Step size, or per-element step sizes ``{"weight": ..., "bias": ...}`` (Meta-SGD;
+            detached, so they get no gradient here).
 
     Returns:
         The adapted heads' query outputs ``[E, q, out]``.
+
+    Example:
+        Two 3-way tasks; the result matches the generic inner loop and never reaches the head:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from metacrl.learners import inner_loop
+        >>> head = nn.Linear(4, 3)
+        >>> h_spt = torch.randn(2, 6, 4, requires_grad=True)
+        >>> y_spt = torch.arange(3).repeat(2).expand(2, 6)
+        >>> h_qry = torch.randn(2, 5, 4)
+        >>> out = adapt_linear_heads(head, h_spt, y_spt, h_qry, loss="cross_entropy", steps=3,
+        ...                          lr=0.5)
+        >>> tuple(out.shape), out.requires_grad
+        ((2, 5, 3), True)
+        >>> ce = nn.functional.cross_entropy
+        >>> one = inner_loop(head, ["weight", "bias"], h_spt[0], y_spt[0], ce, steps=3, lr=0.5)
+        >>> bool(torch.allclose(out[0], one(h_qry[0]), atol=1e-5))
+        True
+        >>> out.sum().backward()
+        >>> h_spt.grad is not None, head.weight.grad is None
+        (True, True)
     """
     n_tasks, n, _ = h_spt.shape
     weight = head.weight.detach().expand(n_tasks, -1, -1)

@@ -25,7 +25,17 @@ def prototype_logits(h_spt: Tensor, y_spt: Tensor, h_qry: Tensor) -> Tensor:
         h_qry: Query embeddings ``[n_query, dim]`` (or ``[E, n_query, dim]``).
 
     Returns:
-        Logits ``[n_query, n_way]`` (or ``[E, n_query, n_way]``).
+        Logits ``[n_query, n_way]`` (or ``[E, n_query, n_way]``), where ``n_way`` is
+        ``1 + y_spt.max()`` over all tasks; a class absent from a task's support set gives a
+        NaN prototype (and NaN logits) in that task.
+
+    Example:
+        >>> import torch
+        >>> h_spt = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])  # class 0 twice
+        >>> y_spt = torch.tensor([0, 0, 1])                             # prototypes (1, 0), (0, 4)
+        >>> logits = prototype_logits(h_spt, y_spt, torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
+        >>> logits[1].tolist(), logits.argmax(dim=-1).tolist()
+        ([-10.0, -1.0], [0, 1])
     """
     n_way = int(y_spt.max()) + 1
     onehot = F.one_hot(y_spt, n_way).to(h_spt.dtype)
@@ -86,5 +96,26 @@ class ProtoNet(MetaLearner):
         return lambda x: prototype_logits(h_spt, y_spt, self._head_inputs(x, factors))
 
     def head_task(self, h_spt: Tensor, y_spt: Tensor, h_qry: Tensor, loss_fn: LossFn) -> Tensor:
-        """Prototype logits of ``E`` tasks on given embeddings (no parameters involved)."""
+        """Prototype logits of ``E`` tasks on given embeddings (no parameters involved).
+
+        Args:
+            h_spt: Support embeddings ``[E, n, k]``.
+            y_spt: Support labels ``[E, n]``, every label present in every task.
+            h_qry: Query embeddings ``[E, q, k]``.
+            loss_fn: The task loss (unused: prototypes need no inner loop).
+
+        Returns:
+            Query logits ``[E, q, n_way]``, differentiable in ``h_spt`` and ``h_qry``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from metacrl.models import FeatureHead
+            >>> proto = ProtoNet(FeatureHead(nn.Linear(4, 8), nn.Identity(), feature_dim=8))
+            >>> y_spt = torch.arange(3).repeat(2).expand(2, 6)            # 2 tasks, 3-way 2-shot
+            >>> logits = proto.head_task(torch.randn(2, 6, 8), y_spt, torch.randn(2, 5, 8),
+            ...                          proto.task_loss)
+            >>> tuple(logits.shape)
+            (2, 5, 3)
+        """
         return prototype_logits(h_spt, y_spt, h_qry)

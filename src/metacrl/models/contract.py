@@ -17,7 +17,7 @@ def check_model(model: object, *, name: str = "model") -> nn.Module:
 
     Args:
         model: The object to check.
-        name: How to call the object in error messages.
+        name: How to call the object in error messages (default: ``"model"``).
 
     Returns:
         The model, unchanged.
@@ -81,6 +81,13 @@ class FeatureHead(nn.Module):
         check_model(self, name="FeatureHead")
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``head(features(x))``."""
+        """Return ``head(features(x))``.
+
+        Args:
+            x: A batch of inputs, as ``features`` takes them.
+
+        Returns:
+            The head's outputs.
+        """
         out: Tensor = self.head(self.features(x))
         return out

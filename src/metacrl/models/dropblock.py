@@ -19,7 +19,7 @@ def drop_block(x: Tensor, drop_rate: float, block_size: int, training: bool = Tr
         x: Feature maps.
         drop_rate: Expected fraction of activations to drop.
         block_size: Side of the dropped squares (odd sizes centre exactly).
-        training: Apply the drop (``False``: return ``x``).
+        training: Apply the drop (``False``: return ``x``; default: ``True``).
 
     Returns:
         The feature maps with blocks dropped.
@@ -53,9 +53,24 @@ def drop_block(x: Tensor, drop_rate: float, block_size: int, training: bool = Tr
 class DropBlock(nn.Module):
     """Module form of :func:`drop_block` (no parameters, no buffers).
 
+    Active in ``train()`` mode only; ``eval()`` mode returns its input unchanged.
+
     Args:
-        drop_rate: Expected fraction of activations to drop in training mode.
-        block_size: Side of the dropped squares.
+        drop_rate: Expected fraction of activations to drop in training mode, in ``[0, 1)``
+            (default 0.1, as after blocks 3-4 of :class:`~metacrl.models.ResNet12`).
+        block_size: Side of the dropped squares (default 5).
+
+    Raises:
+        ValueError: If ``drop_rate`` is outside ``[0, 1)`` or ``block_size < 1``.
+
+    Example:
+        >>> import torch
+        >>> drop = DropBlock(drop_rate=0.2, block_size=3)
+        >>> x = torch.ones(2, 4, 10, 10)
+        >>> drop(x).shape
+        torch.Size([2, 4, 10, 10])
+        >>> bool(torch.equal(drop.eval()(x), x))   # identity in eval mode
+        True
     """
 
     def __init__(self, drop_rate: float = 0.1, block_size: int = 5) -> None:
@@ -68,9 +83,24 @@ class DropBlock(nn.Module):
         self.block_size = block_size
 
     def forward(self, x: Tensor) -> Tensor:
-        """Apply DropBlock in training mode."""
+        """Apply DropBlock in training mode (identity in ``eval()`` mode).
+
+        Args:
+            x: Feature maps ``[B, C, H, W]``.
+
+        Returns:
+            The feature maps with blocks dropped and the rest rescaled.
+        """
         return drop_block(x, self.drop_rate, self.block_size, self.training)
 
     def extra_repr(self) -> str:
-        """Summarise the settings in ``repr``."""
+        """Summarise the settings in ``repr``.
+
+        Returns:
+            ``"drop_rate=..., block_size=..."``.
+
+        Example:
+            >>> DropBlock(0.2, 3)
+            DropBlock(drop_rate=0.2, block_size=3)
+        """
         return f"drop_rate={self.drop_rate}, block_size={self.block_size}"

@@ -29,7 +29,8 @@ class GatedModel(nn.Module):
 
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
-        regularizer: The :class:`~metacrl.MetaCRLRegularizer` to register, or ``None``.
+        regularizer: The :class:`~metacrl.MetaCRLRegularizer` to register, or ``None`` (default:
+            ``None``).
 
     Example:
         >>> import torch, higher
@@ -63,11 +64,14 @@ class GatedModel(nn.Module):
         Args:
             x: A batch of inputs.
             task: The task's factors from ``reg.task(support_features)``; required when a
-                regularizer is attached.
+                regularizer is attached (default: ``None``).
 
         Returns:
             The head's outputs. The output is also recorded on ``task`` (``task.last_output``)
             so that ``reg.penalty`` can compute the IRM penalty from it.
+
+        Raises:
+            ValueError: If ``task`` is ``None`` while a regularizer is attached.
         """
         feats: Tensor = self.features(x)
         if task is None:

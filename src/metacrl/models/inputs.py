@@ -32,7 +32,17 @@ class CheckedFeatures(nn.Sequential):
         self.model_name = name
 
     def forward(self, x: Tensor) -> Tensor:
-        """Check ``x`` is ``[batch, *sample_shape]``, then apply the layers."""
+        """Check ``x`` is ``[batch, *sample_shape]``, then apply the layers.
+
+        Args:
+            x: A batch of inputs ``[batch, *sample_shape]``.
+
+        Returns:
+            The output of the last layer.
+
+        Raises:
+            ValueError: If ``x`` does not have the expected shape (the message names it).
+        """
         if x.dim() != len(self.sample_shape) + 1 or tuple(x.shape[1:]) != self.sample_shape:
             expected = ", ".join(map(str, self.sample_shape))
             raise ValueError(

@@ -18,9 +18,9 @@ class MLP(nn.Module):
     (1,761 parameters).
 
     Args:
-        in_features: Input size.
-        hidden: Widths of the hidden layers (at least one).
-        out_features: Outputs of the head.
+        in_features: Input size (default: ``1``).
+        hidden: Widths of the hidden layers (at least one; default: ``(40, 40)``).
+        out_features: Outputs of the head (default: ``1``).
 
     Example:
         >>> import torch
@@ -45,6 +45,13 @@ class MLP(nn.Module):
         self.head = nn.Linear(self.feature_dim, out_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``head(features(x))``."""
+        """Return ``head(features(x))``.
+
+        Args:
+            x: A batch of inputs ``[B, in_features]``.
+
+        Returns:
+            The head's outputs ``[B, out_features]``.
+        """
         out: Tensor = self.head(self.features(x))
         return out

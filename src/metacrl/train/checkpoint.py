@@ -15,15 +15,35 @@ FORMAT = "metacrl-checkpoint-v1"
 
 
 class CheckpointError(ValueError):
-    """A file is not a metacrl checkpoint, or does not match the run that loads it."""
+    """A file is not a metacrl checkpoint, or does not match the run that loads it.
+
+    A ``ValueError``; the command line prints it on one line and exits with code 2.
+
+    Example:
+        >>> try:
+        ...     load_checkpoint("/nonexistent/checkpoint.pt")
+        ... except CheckpointError as err:
+        ...     print(err)
+        checkpoint not found: /nonexistent/checkpoint.pt
+    """
 
 
 def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename it into place.
 
+    A reader sees the previous file or the complete new one, never a partial one; an
+    interrupted save leaves no temporary file behind. Missing parent folders are created.
+
     Args:
         obj: What to save; a ``"format"`` entry is added.
         path: The destination; replaced atomically.
+
+    Example:
+        >>> import tempfile, torch
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     atomic_save({"step": 3, "w": torch.ones(2)}, f"{d}/run/checkpoint.pt")
+        ...     load_checkpoint(f"{d}/run/checkpoint.pt")["step"]
+        3
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -42,8 +62,26 @@ def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`atomic_save`.
 
+    Checkpoints are full pickles (``weights_only=False``): only load files you trust.
+
+    Args:
+        path: The checkpoint file.
+        map_location: Where to put its tensors (default ``"cpu"``), as in ``torch.load``.
+
+    Returns:
+        The saved dictionary, with its ``"format"`` entry.
+
     Raises:
         CheckpointError: If the file is missing or is not a metacrl checkpoint.
+
+    Example:
+        >>> import tempfile, torch
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save({"step": 3}, f"{d}/other.pt")        # not written by atomic_save
+        ...     load_checkpoint(f"{d}/other.pt")
+        Traceback (most recent call last):
+          ...
+        metacrl.train.checkpoint.CheckpointError: .../other.pt is not a metacrl checkpoint
     """
     file = Path(path)
     if not file.is_file():
@@ -58,7 +96,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def rng_state() -> dict[str, Any]:
-    """The global random states that training draws from (torch CPU and CUDA)."""
+    """Return the global random states that training draws from (torch CPU and CUDA).
+
+    Returns:
+        ``{"torch": ...}``, plus ``"cuda"`` when CUDA is available; restore with
+        :func:`set_rng_state`.
+
+    Example:
+        >>> import torch
+        >>> state = rng_state()
+        >>> a = torch.rand(1)
+        >>> set_rng_state(state)
+        >>> bool(torch.equal(a, torch.rand(1)))
+        True
+    """
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -66,7 +117,15 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` saved."""
+    """Restore what :func:`rng_state` saved.
+
+    Args:
+        state: The dictionary returned by :func:`rng_state` (CUDA states are restored only when
+            CUDA is available).
+
+    Example:
+        >>> set_rng_state(rng_state())   # a no-op round trip
+    """
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -22,6 +22,12 @@ class Evaluation:
         scores: One score per episode: accuracy (classification) or MSE (regression).
         losses: One query loss per episode.
         metric: ``"accuracy"`` or ``"mse"``.
+
+    Example:
+        >>> import torch
+        >>> ev = Evaluation(torch.tensor([0.6, 0.8]), torch.tensor([1.0, 0.5]), "accuracy")
+        >>> round(ev.mean, 2), ev.episodes, sorted(ev.summary())
+        (0.7, 2, ['accuracy', 'accuracy_ci95', 'episodes', 'loss'])
     """
 
     scores: Tensor
@@ -44,7 +50,19 @@ class Evaluation:
         return int(self.scores.numel())
 
     def summary(self) -> dict[str, float]:
-        """Mean, CI, loss and episode count as a dictionary."""
+        """Mean, CI, loss and episode count as a dictionary.
+
+        Returns:
+            ``{metric: mean, f"{metric}_ci95": half-width, "loss": mean loss,
+            "episodes": count}``, all floats (the ``test`` field of a results row).
+
+        Example:
+            >>> import torch
+            >>> ev = Evaluation(torch.tensor([0.5, 0.7]), torch.tensor([1.0, 2.0]), "accuracy")
+            >>> s = ev.summary()
+            >>> round(s["accuracy"], 4), round(s["accuracy_ci95"], 4), s["loss"], s["episodes"]
+            (0.6, 0.196, 1.5, 2.0)
+        """
         return {
             self.metric: self.mean,
             f"{self.metric}_ci95": self.ci95,
@@ -67,6 +85,21 @@ def evaluate_episodes(
 
     Returns:
         The per-episode scores and losses.
+
+    Raises:
+        ValueError: If ``batches`` is empty.
+
+    Example:
+        >>> from torch import nn
+        >>> from metacrl import MAML
+        >>> from metacrl.data import Sinusoid, TaskLoader
+        >>> from metacrl.models import FeatureHead
+        >>> model = FeatureHead(nn.Sequential(nn.Linear(1, 16), nn.ReLU()), nn.Linear(16, 1),
+        ...                     feature_dim=16)
+        >>> learner = MAML(model, inner_lr=0.01, inner_steps=1, loss="mse")
+        >>> result = evaluate_episodes(learner, TaskLoader(Sinusoid(batchsz=6), batch_size=3))
+        >>> result.metric, result.episodes
+        ('mse', 6)
     """
     scores, losses, metric = [], [], "accuracy"
     for x_spt, y_spt, x_qry, y_qry in batches:

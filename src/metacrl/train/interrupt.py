@@ -10,7 +10,19 @@ __all__ = ["StopRequest", "TrainingInterrupted"]
 
 
 class TrainingInterrupted(Exception):
-    """Raised after the state of the last completed iteration has been saved."""
+    """Raised after the state of the last completed iteration has been saved.
+
+    ``metacrl train`` catches it, prints how to resume and exits with code 130.
+
+    Args:
+        iteration: The last completed (and saved) iteration.
+        checkpoint: The checkpoint file that holds its state.
+
+    Example:
+        >>> err = TrainingInterrupted(40, "runs/metacrl/base/checkpoint.pt")
+        >>> err.iteration, str(err)
+        (40, 'interrupted after iteration 40; checkpoint: runs/metacrl/base/checkpoint.pt')
+    """
 
     def __init__(self, iteration: int, checkpoint: str) -> None:
         super().__init__(f"interrupted after iteration {iteration}; checkpoint: {checkpoint}")
@@ -23,6 +35,16 @@ class StopRequest:
 
     The training loop checks it after each meta-step: the step in flight completes, its state
     is saved, and the run ends cleanly. A second SIGINT raises ``KeyboardInterrupt`` at once.
+    The handler is installed only in the main thread and the previous one is restored on exit.
+
+    Example:
+        >>> stop = StopRequest()
+        >>> with stop:          # Ctrl-C now sets the flag instead of raising
+        ...     bool(stop)
+        ...     stop.set()      # what the first Ctrl-C does
+        ...     bool(stop)
+        False
+        True
     """
 
     def __init__(self) -> None:
@@ -30,7 +52,14 @@ class StopRequest:
         self._previous: object = None
 
     def set(self) -> None:
-        """Ask the loop to stop after the current iteration."""
+        """Ask the loop to stop after the current iteration.
+
+        Example:
+            >>> stop = StopRequest()
+            >>> stop.set()
+            >>> bool(stop)
+            True
+        """
         self._event.set()
 
     def __bool__(self) -> bool:

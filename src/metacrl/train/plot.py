@@ -31,6 +31,14 @@ def plot_curves(
 
     Returns:
         ``True`` if the plot was written, ``False`` if matplotlib is not installed.
+
+    Example:
+        >>> import tempfile
+        >>> records = [{"kind": "train", "iteration": i, "query_loss": 1.0 / i} for i in (1, 2)]
+        >>> records.append({"kind": "val", "iteration": 2, "accuracy": 0.5})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     plot_curves({"MAML": records}, f"{d}/curves.png", "accuracy") in (True, False)
+        True
     """
     try:
         import matplotlib

@@ -35,20 +35,66 @@ _LABELS = {"maml": "MAML", "anil": "ANIL", "metasgd": "Meta-SGD", "protonet": "P
 
 
 def arm_label(cfg: TrainConfig, metacrl: bool) -> str:
-    """The table name of a run, e.g. ``"MAML + MetaCRL"``."""
+    """Return the table name of a run, e.g. ``"MAML + MetaCRL"``.
+
+    Args:
+        cfg: The run's configuration (its learner and ``first_order``).
+        metacrl: Whether the run uses MetaCRL.
+
+    Returns:
+        The learner's name, then ``(FO)`` for a first-order gradient learner and
+        ``+ MetaCRL`` for a MetaCRL run.
+
+    Example:
+        >>> from metacrl.cli import TrainConfig
+        >>> arm_label(TrainConfig(learner="anil", first_order=True), metacrl=True)
+        'ANIL (FO) + MetaCRL'
+    """
     first = " (FO)" if cfg.first_order and cfg.learner in ("maml", "anil", "metasgd") else ""
     return _LABELS[cfg.learner] + first + (" + MetaCRL" if metacrl else "")
 
 
 def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Settings that differ between a checkpoint and the current run (except resumable ones)."""
+    """Return the settings that differ between a checkpoint and the current run.
+
+    Settings in :data:`RESUMABLE_KEYS` (device, workers, out, iterations, test_tasks) may
+    differ and are not reported.
+
+    Args:
+        saved: The checkpoint's settings (``TrainConfig.as_dict()``).
+        current: The current run's settings.
+
+    Returns:
+        The names of the differing settings, sorted.
+
+    Example:
+        >>> config_mismatch({"seed": 0, "iterations": 300}, {"seed": 1, "iterations": 600})
+        ['seed']
+    """
     keys = (set(saved) | set(current)) - RESUMABLE_KEYS
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
 @dataclass
 class ArmResult:
-    """The outcome of one run (one learner, with or without MetaCRL)."""
+    """The outcome of one run (one learner, with or without MetaCRL): a row of the results table.
+
+    Attributes:
+        label: The table name, e.g. ``"MAML + MetaCRL"``.
+        metacrl: Whether the run used MetaCRL.
+        test: The test summary (:meth:`Evaluation.summary`): the score, its 95% CI half-width,
+            the loss and the number of episodes.
+        best_val: The best validation score, or ``None`` if the run never validated.
+        best_iteration: The iteration of that score (the model that was tested).
+        iterations: Meta-iterations trained.
+        train_seconds: Time spent in meta-steps (validation and testing excluded).
+
+    Example:
+        >>> row = ArmResult("MAML", False, {"accuracy": 0.72, "accuracy_ci95": 0.014,
+        ...                 "loss": 0.8, "episodes": 200.0}, 0.75, 300, 300, 99.0)
+        >>> row.as_dict()["best_val"]
+        0.75
+    """
 
     label: str
     metacrl: bool
@@ -59,7 +105,17 @@ class ArmResult:
     train_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
+        """Return the fields as a JSON-ready dictionary (what ``result.json`` holds).
+
+        Returns:
+            A shallow copy of the fields, keyed by name (the ``test`` dictionary is shared).
+
+        Example:
+            >>> row = ArmResult("ProtoNet", False, {"accuracy": 0.5}, None, None, 0, 0.0)
+            >>> sorted(row.as_dict())  # doctest: +NORMALIZE_WHITESPACE
+            ['best_iteration', 'best_val', 'iterations', 'label', 'metacrl', 'test',
+             'train_seconds']
+        """
         return dict(self.__dict__)
 
 
@@ -71,13 +127,34 @@ class Trainer:
     ``metrics.csv``, ``result.json``. A resumed run continues from ``checkpoint.pt`` with the
     same task stream and random state, so it ends exactly where an uninterrupted run would.
 
+    Building a trainer seeds torch with ``cfg.seed`` and builds the model, the learner, the
+    Adam meta-optimiser and the train/val/test datasets; it writes nothing.
+
     Args:
-        cfg: A resolved configuration.
+        cfg: A resolved configuration (:meth:`TrainConfig.resolved
+            <metacrl.cli.TrainConfig.resolved>`).
         metacrl: Train with MetaCRL.
         run_dir: Folder of this run.
         device: Where to train.
-        stop: The stop request checked after every meta-step.
-        progress: Show a progress bar.
+        stop: The stop request checked after every meta-step (default: a new one, never set).
+        progress: Show a progress bar (default ``True``).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from metacrl.cli import TrainConfig
+        >>> cfg = TrainConfig(ways=2, queries=2, hidden=8, image_size=16, meta_batch=2,
+        ...                   inner_steps=1, iterations=2, val_every=2, val_tasks=2,
+        ...                   test_tasks=2).resolved()
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     trainer = Trainer(cfg, metacrl=True, run_dir=d, device=torch.device("cpu"),
+        ...                       progress=False)
+        ...     trainer.train()
+        ...     row = trainer.test()
+        ...     sorted(p.name for p in trainer.dir.iterdir())
+        [MAML + MetaCRL] iteration 2: validation accuracy ...
+        ['best.pt', 'checkpoint.pt', 'config.json', 'metrics.csv', 'metrics.jsonl', 'result.json']
+        >>> row.label, row.iterations, row.test["episodes"]
+        ('MAML + MetaCRL', 2, 2.0)
     """
 
     def __init__(
@@ -119,7 +196,26 @@ class Trainer:
         return self.dir / "checkpoint.pt"
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly."""
+        """Everything needed to continue exactly.
+
+        Returns:
+            The configuration (as a dictionary), the MetaCRL flag, the iteration, the training
+            time, the learner's and optimiser's state dicts, the random states, the best
+            validation ``(score, iteration)`` and whether training is done.
+
+        Example:
+            >>> import tempfile, torch
+            >>> from metacrl.cli import TrainConfig
+            >>> cfg = TrainConfig(ways=2, queries=1, hidden=4, image_size=16, meta_batch=2,
+            ...                   iterations=2, val_tasks=2, test_tasks=2).resolved()
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> trainer = Trainer(cfg, metacrl=False, run_dir=tmp.name,
+            ...                   device=torch.device("cpu"), progress=False)
+            >>> sorted(trainer.state())  # doctest: +NORMALIZE_WHITESPACE
+            ['best', 'config', 'done', 'iteration', 'learner', 'metacrl', 'optimizer', 'rng',
+             'train_seconds']
+            >>> tmp.cleanup()
+        """
         return {
             "config": self.cfg.as_dict(),
             "metacrl": self.metacrl,
@@ -133,14 +229,56 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write ``checkpoint.pt`` atomically."""
+        """Write ``checkpoint.pt`` atomically.
+
+        Writes :meth:`state` to :attr:`checkpoint_path` (a temporary file, then a rename).
+
+        Example:
+            >>> import tempfile, torch
+            >>> from metacrl.cli import TrainConfig
+            >>> cfg = TrainConfig(ways=2, queries=1, hidden=4, image_size=16, meta_batch=2,
+            ...                   iterations=2, val_tasks=2, test_tasks=2).resolved()
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> trainer = Trainer(cfg, metacrl=False, run_dir=tmp.name,
+            ...                   device=torch.device("cpu"), progress=False)
+            >>> trainer.save()
+            >>> trainer.checkpoint_path.name, trainer.checkpoint_path.exists()
+            ('checkpoint.pt', True)
+            >>> tmp.cleanup()
+        """
         atomic_save(self.state(), self.checkpoint_path)
 
     def resume(self) -> bool:
         """Load ``checkpoint.pt`` if there is one; return whether it was loaded.
 
+        Restores the learner, the optimiser, the random states, the iteration counter, the
+        training time and the best validation score, and truncates ``metrics.jsonl`` to the
+        checkpoint's iteration. Settings in :data:`RESUMABLE_KEYS` may differ.
+
+        Returns:
+            ``True`` if a checkpoint was loaded, ``False`` if there was none (nothing changes).
+
         Raises:
-            CheckpointError: If it was written by another configuration.
+            CheckpointError: If it was written by another configuration (or with the other
+                ``metacrl`` flag), or cannot be read.
+
+        Example:
+            >>> import tempfile, torch
+            >>> from metacrl.cli import TrainConfig
+            >>> cfg = TrainConfig(ways=2, queries=1, hidden=4, image_size=16, meta_batch=2,
+            ...                   iterations=2, val_tasks=2, test_tasks=2).resolved()
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> trainer = Trainer(cfg, metacrl=False, run_dir=tmp.name,
+            ...                   device=torch.device("cpu"), progress=False)
+            >>> trainer.resume()                         # nothing saved yet
+            False
+            >>> trainer.iteration = 1
+            >>> trainer.save()
+            >>> again = Trainer(cfg, metacrl=False, run_dir=tmp.name,
+            ...                 device=torch.device("cpu"), progress=False)
+            >>> again.resume(), again.iteration
+            (True, 1)
+            >>> tmp.cleanup()
         """
         if not self.checkpoint_path.exists():
             return False
@@ -179,7 +317,15 @@ class Trainer:
         return score < self.best[0] if self.metric == "mse" else score > self.best[0]
 
     def validate(self) -> Evaluation:
-        """Score the current learner on the validation episodes; keep the best in best.pt."""
+        """Score the current learner on the validation episodes; keep the best in best.pt.
+
+        Appends a ``"val"`` record to the metrics log and, if the score beats the best so far
+        (higher accuracy, or lower MSE), saves the learner to ``best.pt``. :meth:`train` calls
+        it every ``cfg.val_every`` iterations and at the end (see the class example).
+
+        Returns:
+            The validation scores over ``cfg.val_tasks`` episodes.
+        """
         result = evaluate_episodes(self.learner, self._loader(self.val_set))
         self.log.append({"kind": "val", "iteration": self.iteration, **result.summary()})
         if self._better(result.mean):
@@ -197,6 +343,10 @@ class Trainer:
 
     def train(self) -> None:
         """Meta-train up to ``cfg.iterations``; on a stop request save and raise.
+
+        Starts from the current iteration (0, or the resumed one), writes ``config.json``,
+        validates and checkpoints every ``cfg.val_every`` iterations and at the end, and
+        rewrites ``metrics.csv`` when it returns or raises. See the class example.
 
         Raises:
             TrainingInterrupted: After saving, when :attr:`stop` was set.
@@ -249,7 +399,14 @@ class Trainer:
             self.log.write_csv(self.dir / "metrics.csv")
 
     def test(self) -> ArmResult:
-        """Evaluate the best-validation model (or the last) on the test episodes."""
+        """Evaluate the best-validation model (or the last) on the test episodes.
+
+        The best model of ``best.pt`` is loaded into :attr:`learner` (which keeps those
+        weights afterwards); ``result.json`` is written. See the class example.
+
+        Returns:
+            The results-table row of this run.
+        """
         best_path = self.dir / "best.pt"
         if best_path.exists():
             best = load_checkpoint(best_path, map_location=self.device)
