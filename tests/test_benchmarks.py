@@ -32,3 +32,31 @@ def test_gpu_backbones_script_runs_on_the_cpu():
     rows = [line for line in lines if line.startswith(("Conv4-32", "ResNet-12"))]
     assert len(rows) == 4  # fp32 and bf16 for each backbone
     assert all(float(row.split()[-2]) > 0 for row in rows)
+
+
+def _run(script, *args, timeout=600):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_cost_script_prints_its_tables():
+    out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "backends")
+    assert "### MAML backends and orders" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "s/step" not in line]
+    rows = [row for row in rows if not row.startswith("| ---")]
+    assert len(rows) == 6
+    assert all(float(row.split("|")[2]) > 0 for row in rows)
+
+
+def test_gpu_check_script_runs_on_the_cpu_in_quick_mode():
+    out = _run("gpu_check.py", "--quick", "--device", "cpu")
+    assert out.startswith("device: CPU")
+    assert "meta-iterations on random data" in out
+    assert out.count("| True |") == 4  # every long run stayed finite

@@ -1,0 +1,243 @@
+"""What MetaCRL costs: time per meta-iteration and peak memory, measured side by side.
+
+    python benchmarks/cost.py              # all tables (about 10 minutes on a 2-core CPU)
+    python benchmarks/cost.py --quick      # tiny sizes, a smoke run
+
+Tables (each row is the median of ``--repeats`` timed meta-steps after ``--warmup`` untimed ones,
+forward + backward + optimiser step):
+
+1. each learner with and without MetaCRL: MAML's miniImageNet setting (Conv4-32, 84x84, 5-way
+   1-shot, 15 queries, meta-batch 4, 5 inner steps at 0.01, second order);
+2. the inner-loop backends (func, higher, vmap) and first against second order, MAML;
+3. how MAML's time grows with the meta-batch, the ways and the inner steps (32x32 to keep it
+   short on a CPU).
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU each row runs in a fresh
+process and the table shows its peak resident memory (``ru_maxrss``) above that of the same
+process before the first meta-step (model, data and libraries loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from metacrl import ANIL, MAML, MetaCRLRegularizer, MetaSGD, ProtoNet
+from metacrl.learners import Learner
+from metacrl.models import Conv4
+
+
+@dataclass(frozen=True)
+class Setting:
+    learner: str = "maml"
+    metacrl: bool = False
+    backend: str = "func"
+    first_order: bool = False
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    meta_batch: int = 4
+    inner_steps: int = 5
+    image_size: int = 84
+    hidden: int = 32
+    bf16: bool = False
+
+
+def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor, ...]]:
+    torch.manual_seed(0)
+    model = Conv4(
+        hidden=s.hidden,
+        n_way=s.ways,
+        image_size=s.image_size,
+        track_running_stats=s.backend != "vmap",
+    )
+    learner: Learner
+    if s.learner == "protonet":
+        learner = ProtoNet(model)
+    else:
+        cls = {"maml": MAML, "anil": ANIL, "metasgd": MetaSGD}[s.learner]
+        inner_lr = 0.1 if s.learner == "anil" else 0.01
+        learner = cls(
+            model,
+            inner_lr=inner_lr,
+            inner_steps=s.inner_steps,
+            first_order=s.first_order,
+            backend=s.backend,
+        )
+    if s.metacrl:
+        reg = MetaCRLRegularizer(feature_dim=model.feature_dim, num_factors=model.feature_dim)
+        learner = reg.wrap(learner)  # type: ignore[arg-type]
+    learner.to(device)
+    g = torch.Generator().manual_seed(0)
+    size = (3, s.image_size, s.image_size)
+    batch = (
+        torch.randn(s.meta_batch, s.ways * s.shots, *size, generator=g),
+        torch.arange(s.ways).repeat_interleave(s.shots).expand(s.meta_batch, -1).clone(),
+        torch.randn(s.meta_batch, s.ways * s.queries, *size, generator=g),
+        torch.arange(s.ways).repeat_interleave(s.queries).expand(s.meta_batch, -1).clone(),
+    )
+    return learner, tuple(t.to(device) for t in batch)
+
+
+def measure(s: Setting, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Seconds per meta-step (median) and peak memory in MiB."""
+    learner, batch = build(s, device)
+    opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    cuda = device.type == "cuda"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if s.bf16 else nullcontext()
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = []
+    for i in range(warmup + repeats):
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            out = learner.meta_step(*batch)
+        out.loss.backward()
+        opt.step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
+    return {"seconds": statistics.median(times), "peak_mib": peak}
+
+
+def measure_isolated(
+    s: Setting, device: torch.device, warmup: int, repeats: int
+) -> dict[str, float]:
+    """On the CPU, measure in a fresh process so that peak RSS belongs to this setting alone."""
+    if device.type == "cuda":
+        return measure(s, device, warmup, repeats)
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import cost; "
+        "print(json.dumps(cost.measure(cost.Setting(**json.loads(sys.argv[2])), "
+        "cost.torch.device('cpu'), int(sys.argv[3]), int(sys.argv[4]))))"
+    )
+    here = str(__import__("pathlib").Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code, here, json.dumps(asdict(s)), str(warmup), str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(" --- " for _ in header) + "|")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def learner_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    rows = []
+    for name in ("maml", "anil", "metasgd", "protonet"):
+        plain = measure_isolated(replace(base, learner=name), device, warmup, repeats)
+        crl = measure_isolated(replace(base, learner=name, metacrl=True), device, warmup, repeats)
+        rows.append([
+            name,
+            f"{plain['seconds']:.3f}",
+            f"{crl['seconds']:.3f}",
+            f"{crl['seconds'] / plain['seconds']:.2f}x",
+            f"{plain['peak_mib']:.0f}",
+            f"{crl['peak_mib']:.0f}",
+            f"{crl['peak_mib'] / max(plain['peak_mib'], 1e-9):.2f}x",
+        ])  # fmt: skip
+    header = ["learner", "s/step", "+MetaCRL s/step", "time ratio", "peak MiB",
+              "+MetaCRL peak MiB", "memory ratio"]  # fmt: skip
+    return table(
+        f"Each learner with and without MetaCRL ({base.image_size}x{base.image_size}, "
+        f"{base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch}, "
+        f"{base.inner_steps} inner steps)",
+        header,
+        rows,
+    )
+
+
+def backend_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    variants = [
+        ("func, second order", {}),
+        ("higher, second order", {"backend": "higher"}),
+        ("vmap, second order (TaskBatchNorm)", {"backend": "vmap"}),
+        ("func, first order", {"first_order": True}),
+        ("func, second order, + MetaCRL", {"metacrl": True}),
+        ("vmap, second order, + MetaCRL", {"backend": "vmap", "metacrl": True}),
+    ]
+    ref = None
+    rows = []
+    for name, change in variants:
+        m = measure_isolated(replace(base, **change), device, warmup, repeats)
+        ref = ref or m["seconds"]
+        rows.append(
+            [name, f"{m['seconds']:.3f}", f"{m['seconds'] / ref:.2f}x", f"{m['peak_mib']:.0f}"]
+        )
+    return table(
+        f"MAML backends and orders ({base.image_size}x{base.image_size}, meta-batch "
+        f"{base.meta_batch}, {base.inner_steps} inner steps)",
+        ["variant", "s/step", "vs func second order", "peak MiB"],
+        rows,
+    )
+
+
+def scaling_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    rows = []
+    for label, field, values in (
+        ("meta-batch", "meta_batch", (1, 2, 4, 8)),
+        ("ways", "ways", (5, 10, 20)),
+        ("inner steps", "inner_steps", (1, 3, 5, 10)),
+    ):
+        for value in values:
+            for crl in (False, True):
+                m = measure(replace(base, **{field: value}, metacrl=crl), device, warmup, repeats)
+                rows.append([label, str(value), "yes" if crl else "no", f"{m['seconds']:.3f}"])
+    return table(
+        f"How MAML's time per step grows ({base.image_size}x{base.image_size}; others as in "
+        f"the first table)",
+        ["varied", "value", "MetaCRL", "s/step"],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
+    parser.add_argument("--tables", nargs="+", default=["learners", "backends", "scaling"])
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    warmup, repeats = (0, 1) if args.quick else (args.warmup, args.repeats)
+    base = Setting(image_size=16, hidden=4, queries=2, inner_steps=1) if args.quick else Setting()
+    small = replace(base, image_size=16 if args.quick else 32)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}, {torch.get_num_threads()} threads; torch {torch.__version__}\n")
+    makers = {
+        "learners": lambda: learner_table(base, device, warmup, repeats),
+        "backends": lambda: backend_table(base, device, warmup, repeats),
+        "scaling": lambda: scaling_table(small, device, warmup, repeats),
+    }
+    for key in args.tables:
+        print(makers[key](), "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
