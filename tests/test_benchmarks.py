@@ -60,3 +60,34 @@ def test_gpu_check_script_runs_on_the_cpu_in_quick_mode():
     assert out.startswith("device: CPU")
     assert "meta-iterations on random data" in out
     assert out.count("| True |") == 4  # every long run stayed finite
+
+
+def test_evidence_report_fills_the_marked_block_of_a_page(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text("intro\n<!-- evidence:begin -->\nold\n<!-- evidence:end -->\noutro\n")
+    _run("evidence.py", "report", "--update", str(page))
+    text = page.read_text()
+    assert text.startswith("intro\n<!-- evidence:begin -->\n### Sweep")
+    assert text.endswith("<!-- evidence:end -->\noutro\n")
+    assert "old" not in text and "### ConfoundedShapes" in text and "### Ablations" in text
+
+
+def test_evidence_report_refuses_a_page_without_the_block(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text("no block here\n")
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "evidence.py"), "report", "--update", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0 and "no <!-- evidence:begin -->" in done.stderr
+    assert page.read_text() == "no block here\n"
+
+
+def test_distributed_speed_script_runs_two_gloo_processes_in_quick_mode():
+    out = _run("distributed_speed.py", "--quick")
+    rows = [line for line in out.splitlines() if line.startswith("| MAML")]
+    assert len(rows) == 2  # MAML and MAML + MetaCRL
+    assert all(float(row.split("|")[3]) > 0 for row in rows)  # the 2-process column

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacrl.cli.config import (
     BACKBONES,
@@ -23,6 +23,9 @@ from metacrl.cli.config import (
     check_types,
     load_config,
 )
+
+if TYPE_CHECKING:
+    from metacrl.distributed import DistributedContext
 
 __all__ = ["main"]
 
@@ -58,7 +61,10 @@ _HELP: dict[str, str] = {
     "lambda_inv": "MetaCRL: weight of the invariance penalty (default 1.0)",
     "lambda_orth": "MetaCRL: weight of the orthogonality term (default 1e-3)",
     "lambda_gate": "MetaCRL: weight of the gate sparsity term (default 0.1)",
-    "invariance": f"MetaCRL: invariance penalty, {' or '.join(INVARIANCES)} (default irm)",
+    "invariance": (
+        f"MetaCRL: invariance penalty, {' or '.join(INVARIANCES)} "
+        "(default vrex, the validation sweep's best)"
+    ),
     "mode": f"MetaCRL: schedule, {' or '.join(SCHEDULES)} (default alternating)",
     "crl_steps": "MetaCRL: causal steps per meta-iteration in alternating mode (default 5)",
     "replay": "MetaCRL: earlier meta-batches used as extra environments (default 3)",
@@ -189,24 +195,47 @@ def _format_table(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
 
 def _command_train(options: dict[str, Any]) -> int:
     from metacrl.cli.build import pick_device
+    from metacrl.distributed import DistributedContext, check_meta_batch, launch_info
+
+    cfg = make_config(options)
+    device = pick_device(cfg.device)
+    try:  # under torchrun: split each meta-batch evenly, or stop before joining the group
+        check_meta_batch(cfg.meta_batch, launch_info().world_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    dist = DistributedContext.from_env(device)
+    try:
+        return _train_arms(cfg, options, dist)
+    finally:
+        dist.close()
+
+
+def _train_arms(cfg: TrainConfig, options: dict[str, Any], dist: DistributedContext) -> int:
     from metacrl.train.interrupt import StopRequest, TrainingInterrupted
     from metacrl.train.plot import plot_curves
     from metacrl.train.trainer import Trainer
 
-    cfg = make_config(options)
-    device = pick_device(cfg.device)
     out = Path(cfg.out)
     resume = bool(options.get("resume", False))
     arms = cfg.arms()
     names = {False: "base", True: "metacrl"}
-    if not resume and any((out / names[a] / "checkpoint.pt").exists() for a in arms):
+    # rank 0 decides (the other processes may not see its files)
+    taken = dist.broadcast(any((out / names[a] / "checkpoint.pt").exists() for a in arms))
+    if not resume and taken:
         raise ConfigError(
             f"{out} already holds a run: pass --resume to continue it, or choose another --out"
         )
     # Build everything before writing anything, so that bad settings leave no files behind.
     try:
         trainers = [
-            Trainer(cfg, arm, out / names[arm], device, progress="no_progress" not in options)
+            Trainer(
+                cfg,
+                arm,
+                out / names[arm],
+                dist.device,
+                progress="no_progress" not in options,
+                dist=dist,
+            )
             for arm in arms
         ]
     except (ValueError, TypeError, OSError) as err:  # bad data or settings, named by the error
@@ -223,13 +252,17 @@ def _command_train(options: dict[str, Any]) -> int:
             try:
                 trainer.train()
             except TrainingInterrupted as err:
-                print(
-                    f"metacrl: interrupted; saved {err.checkpoint} at iteration {err.iteration}. "
-                    f"Continue with: metacrl train --resume --out {out} (and the same settings)",
-                    file=sys.stderr,
-                )
+                if dist.is_main:
+                    print(
+                        f"metacrl: interrupted; saved {err.checkpoint} at iteration "
+                        f"{err.iteration}. Continue with: metacrl train --resume --out {out} "
+                        "(and the same settings)",
+                        file=sys.stderr,
+                    )
                 return EXIT_INTERRUPTED
             rows.append(trainer.test().as_dict())
+    if not dist.is_main:  # rank 0 writes the table, the results and the plot
+        return 0
     table = _format_table(cfg, rows)
     print("\n" + table)
     (out / "results.md").write_text(table + "\n")

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from metacrl.data._checks import check_int
 from metacrl.data.base import Task
+from metacrl.distributed.sharding import shard_bounds
 
 __all__ = ["SequentialTaskBatches", "TaskLoader", "stack_tasks"]
 
@@ -43,29 +44,51 @@ class SequentialTaskBatches:
     """A batch sampler over consecutive task indices, from batch ``start`` to ``stop - 1``.
 
     Batch ``b`` is tasks ``b * batch_size`` to ``(b + 1) * batch_size - 1`` (the last one
-    possibly shorter).
+    possibly shorter). With ``world_size > 1``, process ``rank`` takes only its contiguous
+    share of each batch (:func:`~metacrl.distributed.shard_bounds`); batches whose share is
+    empty are skipped.
 
     Args:
         num_tasks: The dataset's length.
         batch_size: Tasks per batch.
         start: The first batch.
         stop: One past the last batch.
+        rank: This process's rank (default: ``0``).
+        world_size: The number of processes sharing each batch (default: ``1``).
 
     Example:
         >>> list(SequentialTaskBatches(7, 3, start=1, stop=3))
         [[3, 4, 5], [6]]
+        >>> list(SequentialTaskBatches(8, 4, start=0, stop=2, rank=1, world_size=2))
+        [[2, 3], [6, 7]]
     """
 
-    def __init__(self, num_tasks: int, batch_size: int, start: int, stop: int) -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        batch_size: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.num_tasks, self.batch_size, self.start, self.stop = num_tasks, batch_size, start, stop
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[list[int]]:
         for b in range(self.start, self.stop):
             first = b * self.batch_size
-            yield list(range(first, min(first + self.batch_size, self.num_tasks)))
+            tasks = list(range(first, min(first + self.batch_size, self.num_tasks)))
+            if self.world_size > 1:
+                lo, hi = shard_bounds(len(tasks), self.rank, self.world_size)
+                tasks = tasks[lo:hi]
+            if tasks:
+                yield tasks
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        if self.world_size == 1:
+            return self.stop - self.start
+        return sum(1 for _ in self)
 
 
 def _init_worker(worker_id: int) -> None:
@@ -100,6 +123,10 @@ class TaskLoader:
         persistent_workers: Keep worker processes alive between passes over the loader (safe:
             the datasets are stateless; off by default since a training stream is iterated
             once).
+        shard: ``(rank, world_size)``: yield only this process's contiguous share of every
+            batch (data-parallel training, see :mod:`metacrl.distributed`); ``batch_size``,
+            ``start`` and ``num_batches`` still count whole batches (default: ``(0, 1)``,
+            everything).
 
     Raises:
         TypeError: If a count is not an integer.
@@ -123,8 +150,14 @@ class TaskLoader:
         pin_memory: bool = False,
         drop_last: bool = False,
         persistent_workers: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.dataset = dataset
+        rank, world_size = shard
+        self.world_size = check_int("world_size", world_size)
+        self.rank = check_int("rank", rank, minimum=0)
+        if self.rank >= self.world_size:
+            raise ValueError(f"shard rank {self.rank} is out of range for {self.world_size}")
         self.batch_size = check_int("batch_size", batch_size)
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.start = check_int("start", start, minimum=0)
@@ -159,10 +192,31 @@ class TaskLoader:
                 )
         self._loader: DataLoader[Task] | None = None
 
-    def _make_loader(self) -> DataLoader[Task]:
-        sampler = SequentialTaskBatches(
-            len(self.dataset), self.batch_size, self.start, self.start + self.num_batches
+    def _sampler(self) -> SequentialTaskBatches:
+        return SequentialTaskBatches(
+            len(self.dataset),
+            self.batch_size,
+            self.start,
+            self.start + self.num_batches,
+            self.rank,
+            self.world_size,
         )
+
+    def task_indices(self) -> list[int]:
+        """Return the task indices this loader yields, in order.
+
+        Returns:
+            The indices of the tasks of every batch yielded, flattened.
+
+        Example:
+            >>> from metacrl.data import Sinusoid
+            >>> TaskLoader(Sinusoid(batchsz=6), batch_size=3, shard=(0, 2)).task_indices()
+            [0, 3]
+        """
+        return [i for batch in self._sampler() for i in batch]
+
+    def _make_loader(self) -> DataLoader[Task]:
+        sampler = self._sampler()
         dataset: Dataset[Task] = self.dataset  # type: ignore[assignment]
         return DataLoader(
             dataset,
@@ -180,7 +234,7 @@ class TaskLoader:
         return iter(self._loader)
 
     def __len__(self) -> int:
-        return self.num_batches
+        return self.num_batches if self.world_size == 1 else len(self._sampler())
 
     def __repr__(self) -> str:
         return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +18,11 @@ from metacrl.regularizer.causal import Environment
 from metacrl.regularizer.factors import TaskFactors
 from metacrl.regularizer.regularizer import MetaCRLRegularizer
 
-__all__ = ["MetaCRLLearner"]
+__all__ = ["MetaCRLLearner", "TaskGather"]
+
+TaskGather = Callable[[Sequence[Tensor]], list[Tensor]]
+"""Concatenate per-task tensors ``[T_local, ...]`` of all processes along the task axis, in
+rank order (see :func:`metacrl.distributed.all_gather_tasks`)."""
 
 
 class MetaCRLLearner(Learner):
@@ -38,6 +43,16 @@ class MetaCRLLearner(Learner):
 
     Attribute lookups that fail on the wrapper fall through to the base learner, so
     ``wrapped.inner_steps`` or ``wrapped.task_loss`` work as on the learner itself.
+
+    Data-parallel training (:mod:`metacrl.distributed`) sets :attr:`task_gather`: each process
+    then adapts to its share of the meta-batch, but the causal step and the MetaCRL terms use
+    the environments of the whole meta-batch, gathered from all processes, and the replay keeps
+    them all; so ``Xi``, ``f_gr`` and the replay are the same on every process and equal those
+    of one process given the whole meta-batch.
+
+    Attributes:
+        task_gather: ``None`` (one process, the default), or a :data:`TaskGather` that
+            concatenates per-task tensors of all processes.
 
     Args:
         learner: The base learner.
@@ -66,6 +81,7 @@ class MetaCRLLearner(Learner):
         # earlier meta-batches: their environments (features as computed then), or the batches
         # themselves when the regularizer refreshes their features every step
         self._replay: deque[list[Environment] | MetaBatch] = deque(maxlen=regularizer.replay)
+        self.task_gather: TaskGather | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -116,6 +132,9 @@ class MetaCRLLearner(Learner):
         # replayed batches were checked when they were current
         loss_fn = base.task_loss.checked(batch.num_labels)
         current = base.environments(batch)
+        if self.task_gather is not None:  # data-parallel: the whole meta-batch's environments
+            current, num_labels = self._gather_environments(current, batch.num_labels)
+            loss_fn = base.task_loss.checked(num_labels)
         envs = current + self._replayed_environments()
         metrics: dict[str, float] = {}
         if not joint:
@@ -133,7 +152,7 @@ class MetaCRLLearner(Learner):
                     "lambda_inv or the meta learning rate"
                 )
         if reg.replay > 0:
-            self._replay.append(batch.detach() if reg.refresh_replay else current)
+            self._replay.append(self._gather_batch(batch) if reg.refresh_replay else current)
         out.metrics.update(metrics)
         return out
 
@@ -208,6 +227,32 @@ class MetaCRLLearner(Learner):
     # ------------------------------------------------------------------ internals
     def _frozen_factors(self) -> TaskFactors:
         return TaskFactors(self.regularizer, frozen=True)
+
+    def _gather_environments(
+        self, envs: list[Environment], num_labels: int
+    ) -> tuple[list[Environment], int]:
+        """All processes' environments of the current meta-batch, and their label count."""
+        assert self.task_gather is not None
+        s_feat, y_spt, q_feat, y_qry = self.task_gather(
+            [
+                torch.stack([getattr(e, name) for e in envs])
+                for name in ("support_features", "y_spt", "query_features", "y_qry")
+            ]
+        )
+        if num_labels:  # classification: the largest label of the whole meta-batch
+            num_labels = 1 + int(torch.maximum(y_spt.max(), y_qry.max()))
+        gathered = [Environment(*parts) for parts in zip(s_feat, y_spt, q_feat, y_qry, strict=True)]
+        return gathered, num_labels
+
+    def _gather_batch(self, batch: MetaBatch) -> MetaBatch:
+        """The (detached) meta-batch of all processes, for ``refresh_replay``."""
+        if self.task_gather is None:
+            return batch.detach()
+        x_spt, y_spt, x_qry, y_qry = self.task_gather(
+            [batch.x_spt, batch.y_spt, batch.x_qry, batch.y_qry]
+        )
+        num_labels = batch.num_labels and 1 + int(torch.maximum(y_spt.max(), y_qry.max()))
+        return MetaBatch(x_spt, y_spt, x_qry, y_qry, num_labels).detach()
 
     def _replayed_environments(self) -> list[Environment]:
         envs: list[Environment] = []

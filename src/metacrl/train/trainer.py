@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ import torch
 
 from metacrl.cli.build import build_dataset, build_learner, build_model
 from metacrl.cli.config import TrainConfig
+from metacrl.distributed.context import DistributedContext
+from metacrl.distributed.evaluation import gather_episodes
+from metacrl.distributed.sharding import check_meta_batch
 from metacrl.learners import Learner
 from metacrl.train.checkpoint import (
     CheckpointError,
@@ -119,6 +123,20 @@ class ArmResult:
         return dict(self.__dict__)
 
 
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor inside (dicts, lists, tuples) moved to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        out = copy.copy(obj)  # keeps a state dict's ``_metadata``
+        for key, value in obj.items():
+            out[key] = _to_device(value, device)
+        return out
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
 class Trainer:
     """Meta-trains one learner as ``cfg`` describes, in ``run_dir``.
 
@@ -130,6 +148,14 @@ class Trainer:
     Building a trainer seeds torch with ``cfg.seed`` and builds the model, the learner, the
     Adam meta-optimiser and the train/val/test datasets; it writes nothing.
 
+    Data-parallel (``dist`` with several processes, see :mod:`metacrl.distributed`): each
+    process takes its equal share of every meta-batch (``cfg.meta_batch`` stays the global
+    meta-batch), the meta-gradients are averaged once per meta-batch, the logged train metrics
+    are averaged, validation and test episodes are split over the processes and their scores
+    gathered; only rank 0 writes files or shows a progress bar, and checkpoints are read by
+    rank 0 and broadcast. The updates equal those of one process (up to rounding), so a
+    checkpoint resumes under any number of processes.
+
     Args:
         cfg: A resolved configuration (:meth:`TrainConfig.resolved
             <metacrl.cli.TrainConfig.resolved>`).
@@ -137,7 +163,11 @@ class Trainer:
         run_dir: Folder of this run.
         device: Where to train.
         stop: The stop request checked after every meta-step (default: a new one, never set).
-        progress: Show a progress bar (default ``True``).
+        progress: Show a progress bar (default ``True``; only on rank 0).
+        dist: The process group (default: a single process).
+
+    Raises:
+        ValueError: If ``cfg.meta_batch`` does not split evenly over the processes.
 
     Example:
         >>> import tempfile, torch
@@ -165,20 +195,25 @@ class Trainer:
         device: torch.device,
         stop: StopRequest | None = None,
         progress: bool = True,
+        dist: DistributedContext | None = None,
     ) -> None:
+        self.dist = dist if dist is not None else DistributedContext(device=device)
+        check_meta_batch(cfg.meta_batch, self.dist.world_size)
         self.cfg = cfg
         self.metacrl = metacrl
         self.dir = Path(run_dir)
         self.device = device
         self.stop = stop if stop is not None else StopRequest()
-        self.progress = progress
+        self.progress = progress and self.dist.is_main
         self.label = arm_label(cfg, metacrl)
         self.log = MetricsLog(self.dir / "metrics.jsonl")
         self.metric = "mse" if cfg.dataset == "sinusoid" else "accuracy"
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg)
         self.learner: Learner = build_learner(cfg, self.model, metacrl).to(device)
+        self.dist.attach(self.learner)
         params = [p for p in self.learner.parameters() if p.requires_grad]
+        self.params = params
         self.optimizer = torch.optim.Adam(params, lr=cfg.meta_lr)
         self.iteration = 0
         self.train_seconds = 0.0
@@ -229,7 +264,7 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write ``checkpoint.pt`` atomically.
+        """Write ``checkpoint.pt`` atomically (on rank 0 only).
 
         Writes :meth:`state` to :attr:`checkpoint_path` (a temporary file, then a rename).
 
@@ -246,7 +281,31 @@ class Trainer:
             ('checkpoint.pt', True)
             >>> tmp.cleanup()
         """
-        atomic_save(self.state(), self.checkpoint_path)
+        if self.dist.is_main:
+            atomic_save(self.state(), self.checkpoint_path)
+
+    def _load_on_main(self, path: Path) -> dict[str, Any] | None:
+        """Rank 0 reads ``path`` (``None`` if absent) and every process gets what it read.
+
+        The learner's state comes on :attr:`device`; with several processes it travels on the
+        CPU, so other machines need not see rank 0's files.
+        """
+        if not self.dist.distributed:
+            return load_checkpoint(path, map_location=self.device) if path.exists() else None
+        found: tuple[str, Any] = ("none", None)
+        if self.dist.is_main and path.exists():
+            try:
+                found = ("ok", load_checkpoint(path, map_location="cpu"))
+            except CheckpointError as err:
+                found = ("error", str(err))
+        kind, value = self.dist.broadcast(found)
+        if kind == "error":
+            raise CheckpointError(value)
+        if kind == "none":
+            return None
+        if "learner" in value:
+            value["learner"] = _to_device(value["learner"], self.device)
+        return dict(value)
 
     def resume(self) -> bool:
         """Load ``checkpoint.pt`` if there is one; return whether it was loaded.
@@ -280,9 +339,9 @@ class Trainer:
             (True, 1)
             >>> tmp.cleanup()
         """
-        if not self.checkpoint_path.exists():
+        ckpt = self._load_on_main(self.checkpoint_path)
+        if ckpt is None:
             return False
-        ckpt = load_checkpoint(self.checkpoint_path, map_location=self.device)
         differ = config_mismatch(ckpt.get("config", {}), self.cfg.as_dict())
         if differ or ckpt.get("metacrl") != self.metacrl:
             raise CheckpointError(
@@ -296,7 +355,8 @@ class Trainer:
         self.train_seconds = float(ckpt["train_seconds"])
         self.best = None if ckpt["best"] is None else (float(ckpt["best"][0]), int(ckpt["best"][1]))
         self.done = bool(ckpt["done"]) and self.iteration >= self.cfg.iterations
-        self.log.truncate(self.iteration)
+        if self.dist.is_main:
+            self.log.truncate(self.iteration)
         return True
 
     # ------------------------------------------------------------------ loops
@@ -309,7 +369,23 @@ class Trainer:
             num_workers=self.cfg.workers,
             start=start,
             num_batches=num_batches,
+            shard=(self.dist.rank, self.dist.world_size),
         )
+
+    def _evaluate(self, dataset: Any) -> Evaluation:
+        """Score the episodes of ``dataset``: this process's share, then everyone's gathered."""
+        loader = self._loader(dataset)
+        if not self.dist.distributed:
+            return evaluate_episodes(self.learner, loader)
+        if len(loader):
+            local = evaluate_episodes(self.learner, loader)
+            scores, losses = local.scores, local.losses
+        else:  # fewer episodes than processes: nothing here
+            scores = losses = torch.zeros(0)
+        scores, losses = gather_episodes(
+            loader.task_indices(), scores, losses, self.dist.world_size
+        )
+        return Evaluation(scores, losses, self.metric)
 
     def _better(self, score: float) -> bool:
         if self.best is None:
@@ -326,19 +402,21 @@ class Trainer:
         Returns:
             The validation scores over ``cfg.val_tasks`` episodes.
         """
-        result = evaluate_episodes(self.learner, self._loader(self.val_set))
-        self.log.append({"kind": "val", "iteration": self.iteration, **result.summary()})
+        result = self._evaluate(self.val_set)
+        if self.dist.is_main:
+            self.log.append({"kind": "val", "iteration": self.iteration, **result.summary()})
         if self._better(result.mean):
             self.best = (result.mean, self.iteration)
-            atomic_save(
-                {
-                    "config": self.cfg.as_dict(),
-                    "metacrl": self.metacrl,
-                    "iteration": self.iteration,
-                    "learner": self.learner.state_dict(),
-                },
-                self.dir / "best.pt",
-            )
+            if self.dist.is_main:
+                atomic_save(
+                    {
+                        "config": self.cfg.as_dict(),
+                        "metacrl": self.metacrl,
+                        "iteration": self.iteration,
+                        "learner": self.learner.state_dict(),
+                    },
+                    self.dir / "best.pt",
+                )
         return result
 
     def train(self) -> None:
@@ -354,8 +432,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2))
+        main = self.dist.is_main
+        if main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2))
         remaining = cfg.iterations - self.iteration
         if remaining <= 0:
             self.done = True
@@ -372,11 +452,18 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 out = self.learner.meta_step(*batch)
                 out.loss.backward()  # type: ignore[no-untyped-call]
+                self.dist.average_gradients(self.params)
                 self.optimizer.step()
+                if self.metacrl:  # computed alike everywhere; keep them bit-identical on GPUs
+                    self.dist.broadcast_parameters(self._shared_state())
+                self.dist.average_buffers(self.learner)
                 self.train_seconds += time.perf_counter() - start
                 self.iteration += 1
-                record = out.summary()
-                self.log.append({"kind": "train", "iteration": self.iteration, **record})
+                # one all-reduce: the metrics' means and whether any process was asked to stop
+                record = self.dist.mean({**out.summary(), "stop": float(bool(self.stop))})
+                stop = record.pop("stop") > 0
+                if main:
+                    self.log.append({"kind": "train", "iteration": self.iteration, **record})
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{record['query_loss']:.3f}",
@@ -385,18 +472,25 @@ class Trainer:
                 last = self.iteration == cfg.iterations
                 if self.iteration % cfg.val_every == 0 or last:
                     val = self.validate()
-                    bar.write(
-                        f"[{self.label}] iteration {self.iteration}: validation {self.metric} "
-                        f"{val.mean:.4f} ± {val.ci95:.4f}"
-                    )
+                    if main:
+                        bar.write(
+                            f"[{self.label}] iteration {self.iteration}: validation "
+                            f"{self.metric} {val.mean:.4f} ± {val.ci95:.4f}"
+                        )
                     self.done = last
                     self.save()
-                if self.stop and not last:
+                if stop and not last:
                     self.save()
                     raise TrainingInterrupted(self.iteration, str(self.checkpoint_path))
         finally:
             bar.close()
-            self.log.write_csv(self.dir / "metrics.csv")
+            if main:
+                self.log.write_csv(self.dir / "metrics.csv")
+
+    def _shared_state(self) -> list[torch.Tensor]:
+        """MetaCRL's ``Xi`` and ``f_gr`` (what the causal step updates on every process)."""
+        regularizer = getattr(self.learner, "regularizer", None)
+        return [] if regularizer is None else list(regularizer.parameters())
 
     def test(self) -> ArmResult:
         """Evaluate the best-validation model (or the last) on the test episodes.
@@ -407,11 +501,10 @@ class Trainer:
         Returns:
             The results-table row of this run.
         """
-        best_path = self.dir / "best.pt"
-        if best_path.exists():
-            best = load_checkpoint(best_path, map_location=self.device)
+        best = self._load_on_main(self.dir / "best.pt")
+        if best is not None:
             self.learner.load_state_dict(best["learner"])
-        result = evaluate_episodes(self.learner, self._loader(self.test_set))
+        result = self._evaluate(self.test_set)
         arm = ArmResult(
             label=self.label,
             metacrl=self.metacrl,
@@ -421,5 +514,6 @@ class Trainer:
             iterations=self.iteration,
             train_seconds=self.train_seconds,
         )
-        (self.dir / "result.json").write_text(json.dumps(arm.as_dict(), indent=2))
+        if self.dist.is_main:
+            (self.dir / "result.json").write_text(json.dumps(arm.as_dict(), indent=2))
         return arm
