@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -206,9 +207,11 @@ def command_run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     runs = suite_runs(args.suite, tuple(args.arms))
     index, parts = (int(x) for x in args.part.split("/"))
-    mine = [r for i, r in enumerate(runs) if i % parts == index - 1]
-    todo = [r for r in mine if not r.path.exists()]
-    print(f"{args.suite}: {len(todo)} of {len(mine)} runs to do", flush=True)
+    if args.match:
+        runs = [r for r in runs if re.search(args.match, r.id)]
+    missing = [r for r in runs if not r.path.exists()]  # split what is left, evenly
+    todo = [r for i, r in enumerate(missing) if i % parts == index - 1]
+    print(f"{args.suite}: {len(todo)} runs here, {len(missing)} of {len(runs)} missing", flush=True)
     for i, run in enumerate(todo, 1):
         start = time.perf_counter()
         record = execute(run)
@@ -347,7 +350,11 @@ def report_ablation() -> list[str]:
     for name, settings in variants.items():
         change = {k: v for k, v in settings.items() if SWEEP[winner].get(k) != v}
         shown = str(change) if change else "none"
-        lines.append(f"| {name} | {shown} | {fmt(test_scores(data.get(name, [])))} |")
+        records = data.get(name, [])
+        if name == "full" and not records:  # the same runs as the grid's MetaCRL arm
+            records = load("grid").get("shapes-1shot-maml-metacrl", [])
+            shown = "none (the grid's MetaCRL runs: same settings and seeds)"
+        lines.append(f"| {name} | {shown} | {fmt(test_scores(records))} |")
     return lines
 
 
@@ -407,8 +414,11 @@ def main() -> None:
     run = sub.add_parser("run", help="run a suite's missing runs")
     run.add_argument("suite", choices=("sweep", "grid", "ablation"))
     run.add_argument("--arms", nargs="+", default=["base", "metacrl", "oracle"])
-    run.add_argument("--part", default="1/1", help="i/n: every n-th run starting at i")
+    run.add_argument(
+        "--part", default="1/1", help="i/n: every n-th missing run, starting at the i-th"
+    )
     run.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    run.add_argument("--match", metavar="REGEX", help="only the runs whose id matches REGEX")
     report = sub.add_parser("report", help="print the tables of all suites")
     report.add_argument(
         "--update", type=Path, metavar="PAGE", help=f"replace the {BEGIN} block of PAGE instead"

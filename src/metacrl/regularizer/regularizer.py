@@ -215,6 +215,7 @@ class MetaCRLRegularizer(nn.Module):
             ``[feature_dim, num_factors]``.
 
         Example:
+            >>> _ = torch.manual_seed(0)
             >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=16)
             >>> u = reg.factor_directions()
             >>> u.shape
