@@ -84,10 +84,3 @@ def test_evidence_report_refuses_a_page_without_the_block(tmp_path):
     )
     assert done.returncode != 0 and "no <!-- evidence:begin -->" in done.stderr
     assert page.read_text() == "no block here\n"
-
-
-def test_distributed_speed_script_runs_two_gloo_processes_in_quick_mode():
-    out = _run("distributed_speed.py", "--quick")
-    rows = [line for line in out.splitlines() if line.startswith("| MAML")]
-    assert len(rows) == 2  # MAML and MAML + MetaCRL
-    assert all(float(row.split("|")[3]) > 0 for row in rows)  # the 2-process column
