@@ -25,11 +25,11 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 
 import torch
+from timing import time_meta_steps
 
 from metacrl import ANIL, MAML, MetaCRLRegularizer, MetaSGD, ProtoNet
 from metacrl.learners import Learner
@@ -98,20 +98,7 @@ def measure(s: Setting, device: torch.device, warmup: int, repeats: int) -> dict
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times = []
-    for i in range(warmup + repeats):
-        if cuda:
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            out = learner.meta_step(*batch)
-        out.loss.backward()
-        opt.step()
-        if cuda:
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    times = time_meta_steps(learner, batch, opt, autocast, device, warmup, repeats)
     if cuda:
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
+from timing import time_meta_steps
 from torch import nn
 
 from metacrl import MAML
@@ -55,22 +55,9 @@ def time_step(
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(warmup + repeats):
-        if cuda:
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            out = learner.meta_step(*batch)
-        out.loss.backward()
-        opt.step()
-        if cuda:
-            torch.cuda.synchronize(device)
-        if not torch.isfinite(out.loss):
-            raise RuntimeError("non-finite meta-loss")
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    times = time_meta_steps(
+        learner, batch, opt, autocast, device, warmup, repeats, require_finite=True
+    )
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else float("nan")
     return statistics.median(times), peak
 
