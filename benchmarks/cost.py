@@ -4,12 +4,13 @@
     python benchmarks/cost.py --quick      # tiny sizes, a smoke run
 
 Tables (each row is the median of ``--repeats`` timed meta-steps after ``--warmup`` untimed ones,
-forward + backward + optimiser step):
+at least ``replay`` with MetaCRL so that its replay is full; forward + backward + optimiser step):
 
 1. each learner with and without MetaCRL: MAML's miniImageNet setting (Conv4-32, 84x84, 5-way
    1-shot, 15 queries, meta-batch 4, 5 inner steps at 0.01, second order);
 2. the inner-loop backends (func, higher, vmap) and first against second order, MAML;
-3. how MAML's time grows with the meta-batch, the ways and the inner steps (32x32 to keep it
+3. where MetaCRL's time goes: MAML with cheaper MetaCRL settings, interleaved in one process;
+4. how MAML's time grows with the meta-batch, the ways and the inner steps (32x32 to keep it
    short on a CPU).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU each row runs in a fresh
@@ -50,6 +51,9 @@ class Setting:
     image_size: int = 84
     hidden: int = 32
     bf16: bool = False
+    mode: str = "alternating"  # MetaCRL settings (library defaults)
+    crl_steps: int = 5
+    replay: int = 3
 
 
 def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor, ...]]:
@@ -74,7 +78,13 @@ def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor
             backend=s.backend,
         )
     if s.metacrl:
-        reg = MetaCRLRegularizer(feature_dim=model.feature_dim, num_factors=model.feature_dim)
+        reg = MetaCRLRegularizer(
+            feature_dim=model.feature_dim,
+            num_factors=model.feature_dim,
+            mode=s.mode,  # type: ignore[arg-type]
+            crl_steps=s.crl_steps,
+            replay=s.replay,
+        )
         learner = reg.wrap(learner)  # type: ignore[arg-type]
     learner.to(device)
     g = torch.Generator().manual_seed(0)
@@ -88,10 +98,16 @@ def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor
     return learner, tuple(t.to(device) for t in batch)
 
 
+def steady_warmup(s: Setting, warmup: int) -> int:
+    """Warm-up steps so that timed MetaCRL steps see a full replay (``replay`` earlier batches)."""
+    return max(warmup, s.replay) if s.metacrl else warmup
+
+
 def measure(s: Setting, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
     """Seconds per meta-step (median) and peak memory in MiB."""
     learner, batch = build(s, device)
     opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    warmup = steady_warmup(s, warmup)
     cuda = device.type == "cuda"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if s.bf16 else nullcontext()
     if cuda:
@@ -184,6 +200,40 @@ def backend_table(base: Setting, device: torch.device, warmup: int, repeats: int
     )
 
 
+def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    """MAML with MetaCRL settings that cost less, timed interleaved in one process."""
+    variants = [
+        ("MAML without MetaCRL", {"metacrl": False}),
+        ("+ MetaCRL, defaults (alternating, 5 causal steps, replay 3)", {}),
+        ("+ MetaCRL, 1 causal step", {"crl_steps": 1}),
+        ("+ MetaCRL, replay 0", {"replay": 0}),
+        ("+ MetaCRL, 1 causal step, replay 0", {"crl_steps": 1, "replay": 0}),
+        ("+ MetaCRL, joint (no causal steps)", {"mode": "joint"}),
+    ]
+    runs = []
+    for _, change in variants:
+        learner, batch = build(replace(base, **{"metacrl": True, **change}), device)
+        runs.append((learner, batch, torch.optim.Adam(learner.parameters(), lr=1e-3)))
+    times: list[list[float]] = [[] for _ in variants]
+    warmup = steady_warmup(replace(base, metacrl=True), warmup)
+    for round_ in range(warmup + repeats):  # round-robin: every row sees the same machine
+        for i, (learner, batch, opt) in enumerate(runs):
+            seconds = time_meta_steps(learner, batch, opt, nullcontext(), device, 0, 1)[0]
+            if round_ >= warmup:
+                times[i].append(seconds)
+    ref = statistics.median(times[0])
+    rows = [
+        [name, f"{statistics.median(t):.3f}", f"{statistics.median(t) / ref:.2f}x"]
+        for (name, _), t in zip(variants, times, strict=True)
+    ]
+    return table(
+        f"Where MetaCRL's time goes: MAML ({base.image_size}x{base.image_size}, "
+        f"{base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch}), interleaved",
+        ["variant", "s/step", "vs MAML"],
+        rows,
+    )
+
+
 def scaling_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
     rows = []
     for label, field, values in (
@@ -209,7 +259,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
-    parser.add_argument("--tables", nargs="+", default=["learners", "backends", "scaling"])
+    parser.add_argument(
+        "--tables", nargs="+", default=["learners", "backends", "overhead", "scaling"]
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     warmup, repeats = (0, 1) if args.quick else (args.warmup, args.repeats)
@@ -220,6 +272,7 @@ def main() -> None:
     makers = {
         "learners": lambda: learner_table(base, device, warmup, repeats),
         "backends": lambda: backend_table(base, device, warmup, repeats),
+        "overhead": lambda: overhead_table(base, device, warmup, repeats),
         "scaling": lambda: scaling_table(small, device, warmup, repeats),
     }
     for key in args.tables:

@@ -47,12 +47,15 @@ def _run(script, *args, timeout=600):
 
 
 def test_cost_script_prints_its_tables():
-    out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "backends")
-    assert "### MAML backends and orders" in out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "s/step" not in line]
-    rows = [row for row in rows if not row.startswith("| ---")]
-    assert len(rows) == 6
-    assert all(float(row.split("|")[2]) > 0 for row in rows)
+    out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "backends", "overhead")
+    backends, overhead = out.split("### Where MetaCRL's time goes")
+    assert "### MAML backends and orders" in backends
+    for text, count in ((backends, 6), (overhead, 6)):
+        rows = [line for line in text.splitlines() if line.startswith("| ")]
+        rows = [row for row in rows if "s/step" not in row and not row.startswith("| ---")]
+        assert len(rows) == count
+        assert all(float(row.split("|")[2]) > 0 for row in rows)
+    assert "| MAML without MetaCRL |" in overhead and "1.00x" in overhead
 
 
 def test_gpu_check_script_runs_on_the_cpu_in_quick_mode():

@@ -159,6 +159,28 @@ def test_transform_never_lengthens_features_even_when_the_factors_collapse():
     assert float(raw.norm(dim=-1).max()) > 10 * float(feats.norm(dim=-1).max())
 
 
+def test_frozen_directions_follow_every_change_of_xi():
+    """The frozen directions are cached; in-place steps, loading and casting refresh them."""
+    reg = MetaCRLRegularizer(feature_dim=6, num_factors=4)
+
+    def fresh() -> torch.Tensor:
+        return reg._directions(reg.xi.detach())
+
+    first = reg.factor_directions(frozen=True)
+    assert first is reg.factor_directions(frozen=True)  # cached
+    assert not first.requires_grad
+    torch.testing.assert_close(first, fresh(), rtol=0, atol=0)
+    opt = torch.optim.SGD(reg.parameters(), lr=0.5)
+    reg.xi.grad = torch.randn_like(reg.xi)
+    opt.step()  # an optimiser's in-place update
+    torch.testing.assert_close(reg.factor_directions(frozen=True), fresh(), rtol=0, atol=0)
+    assert not torch.allclose(reg.factor_directions(frozen=True), first)
+    reg.load_state_dict(MetaCRLRegularizer(feature_dim=6, num_factors=4).state_dict())
+    torch.testing.assert_close(reg.factor_directions(frozen=True), fresh(), rtol=0, atol=0)
+    reg.double()
+    assert reg.factor_directions(frozen=True).dtype == torch.float64
+
+
 def test_closed_gates_cut_the_features():
     reg = MetaCRLRegularizer(feature_dim=6, num_factors=6)
     out = reg.transform(torch.randn(4, 6), torch.zeros(6))

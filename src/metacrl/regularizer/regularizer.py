@@ -189,6 +189,8 @@ class MetaCRLRegularizer(nn.Module):
         nn.init.normal_(last.weight, std=0.01)
         nn.init.constant_(last.bias, math.log(gate_init / (1.0 - gate_init)))
         self._open_tasks: list[TaskFactors] = []
+        # factor_directions(frozen=True), keyed by Xi's storage, version, dtype and device
+        self._frozen_directions: tuple[tuple[object, ...], Tensor] | None = None
 
     # ------------------------------------------------------------------ forward pieces
     def extra_repr(self) -> str:
@@ -209,7 +211,10 @@ class MetaCRLRegularizer(nn.Module):
         by up to ``num_factors``, and the inner loop diverges.
 
         Args:
-            frozen: Treat ``Xi`` as a constant.
+            frozen: Treat ``Xi`` as a constant. The constant is computed once and reused until
+                ``Xi`` changes (an optimiser step, ``load_state_dict``, ``.to``); writing to
+                ``reg.xi.data`` directly bypasses that check, so update ``Xi`` under
+                ``torch.no_grad()`` instead.
 
         Returns:
             ``[feature_dim, num_factors]``.
@@ -224,7 +229,16 @@ class MetaCRLRegularizer(nn.Module):
             >>> 0.99 < sigma < 1.05  # the estimate is exact up to a few per cent
             True
         """
-        xi = self.xi.detach() if frozen else self.xi
+        if frozen:  # a constant: computed once per value of Xi (the inner loops call it often)
+            key = (self.xi.data_ptr(), self.xi._version, self.xi.dtype, self.xi.device)
+            if self._frozen_directions is None or self._frozen_directions[0] != key:
+                with torch.no_grad():
+                    self._frozen_directions = (key, self._directions(self.xi.detach()))
+            return self._frozen_directions[1]
+        return self._directions(self.xi)
+
+    @staticmethod
+    def _directions(xi: Tensor) -> Tensor:
         unit = xi / xi.norm(dim=0, keepdim=True).clamp_min(1e-6)
         scaled: Tensor = unit / spectral_norm_estimate(unit)
         return scaled
@@ -263,10 +277,14 @@ class MetaCRLRegularizer(nn.Module):
         self._check_features(support_features)
         return self._gates_of_means(support_features.mean(dim=-2), frozen)
 
-    def _gates_of_means(self, mean_features: Tensor, frozen: bool) -> Tensor:
+    def _gates_of_means(
+        self, mean_features: Tensor, frozen: bool, directions: Tensor | None = None
+    ) -> Tensor:
         if not self.use_gates:
             return mean_features.new_ones(*mean_features.shape[:-1], self.num_factors)
-        mean_factors = mean_features @ self.factor_directions(frozen=frozen)
+        if directions is None:
+            directions = self.factor_directions(frozen=frozen)
+        mean_factors = mean_features @ directions
         if frozen:
             params = {n: p.detach() for n, p in self.f_gr.named_parameters()}
             logits: Tensor = functional_call(self.f_gr, params, (mean_factors,))
@@ -286,9 +304,11 @@ class MetaCRLRegularizer(nn.Module):
             ``[..., n, feature_dim]`` (``head_input="features"``) or ``[..., n, num_factors]``.
         """
         self._check_features(features)
-        xi = self.factor_directions(frozen=frozen)
-        gated = (features @ xi) * gates.unsqueeze(-2)
-        return gated @ xi.T if self.head_input == "features" else gated
+        return self._transform(features, gates, self.factor_directions(frozen=frozen))
+
+    def _transform(self, features: Tensor, gates: Tensor, directions: Tensor) -> Tensor:
+        gated = (features @ directions) * gates.unsqueeze(-2)
+        return gated @ directions.T if self.head_input == "features" else gated
 
     # ------------------------------------------------------------------ losses
     def disentanglement_loss(self, gates: Tensor) -> Tensor:
@@ -329,15 +349,18 @@ class MetaCRLRegularizer(nn.Module):
             )
             groups.setdefault(key, []).append(i)
         with torch.enable_grad():
+            directions = self.factor_directions()  # once: the power iteration is not free
             means = torch.stack([e.support_features.mean(dim=0) for e in environments])
-            gates = self._gates_of_means(means, frozen=False)
+            gates = self._gates_of_means(means, frozen=False, directions=directions)
             losses: list[Tensor] = [torch.empty(0)] * len(environments)
             outputs: list[Tensor] = [torch.empty(0)] * len(environments)
             for index in groups.values():
                 envs = [environments[i] for i in index]
                 w = gates[index]
-                h_s = self.transform(torch.stack([e.support_features for e in envs]), w)
-                h_q = self.transform(torch.stack([e.query_features for e in envs]), w)
+                h_s = self._transform(
+                    torch.stack([e.support_features for e in envs]), w, directions
+                )
+                h_q = self._transform(torch.stack([e.query_features for e in envs]), w, directions)
                 y_q = [e.y_qry for e in envs]
                 out = head_task(h_s, torch.stack([e.y_spt for e in envs]), h_q, loss_fn)
                 for j, i in enumerate(index):
