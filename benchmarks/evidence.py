@@ -271,6 +271,16 @@ def test_scores(records: list[dict[str, Any]]) -> list[float]:
     return out
 
 
+def paired_differences(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[float]:
+    """Test score of ``a`` minus that of ``b`` for each seed both have."""
+    by_seed = {r["seed"]: r for r in b}
+    return [
+        test_scores([r])[0] - test_scores([by_seed[r["seed"]]])[0]
+        for r in sorted(a, key=lambda r: r["seed"])
+        if r["seed"] in by_seed
+    ]
+
+
 def report_sweep() -> list[str]:
     rows = []
     for name, records in load("sweep").items():
@@ -299,11 +309,15 @@ def report_grid() -> list[str]:
         "### ConfoundedShapes (switch, rho 0.9), 5-way, Conv4-32 at 32x32",
         "",
         "Test accuracy (%) over 600 episodes, mean ± 95% CI over seeds. The oracle is the base",
-        "learner trained without confounders (rho 0). Recovered: the fraction of the base",
-        "learner's drop from the oracle that MetaCRL wins back.",
+        "learner trained without confounders (rho 0). Gain: + MetaCRL minus base, paired by seed",
+        "(a seed's runs share the initialisation and the task stream). Recovered: the fraction of",
+        "the base learner's drop from the oracle that MetaCRL wins back. Target: the paired gain's",
+        "lower 95% bound is at least half the drop (gain > 0 only: the bound is above 0 but",
+        "below half the drop).",
         "",
-        "| shots | learner | base | + MetaCRL | oracle (rho 0) | recovered |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| shots | learner | base | + MetaCRL | oracle (rho 0) | gain (paired) | recovered "
+        "| target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for shots in (1, 5):
         for learner in LEARNERS:
@@ -311,29 +325,53 @@ def report_grid() -> list[str]:
             base = test_scores(data.get(f"{key}-base", []))
             crl = test_scores(data.get(f"{key}-metacrl", []))
             oracle = test_scores(data.get(f"{key}-oracle", []))
-            recovered = "not measured"
+            gains = paired_differences(data.get(f"{key}-metacrl", []), data.get(f"{key}-base", []))
+            recovered = target = "not measured"
             if base and crl and oracle:
                 drop = statistics.fmean(oracle) - statistics.fmean(base)
                 gain = statistics.fmean(crl) - statistics.fmean(base)
                 recovered = f"{100 * gain / drop:.0f}%" if drop > 0 else "no drop"
+                mean, ci = mean_ci(gains) if len(gains) > 1 else (math.nan, math.nan)
+                if drop <= 0:
+                    target = "no drop"
+                elif math.isnan(ci):
+                    target = "too few seeds"
+                else:
+                    low = mean - ci
+                    target = (
+                        "met" if low >= drop / 2 else ("gain > 0 only" if low > 0 else "not met")
+                    )
             lines.append(
-                f"| {shots} | {learner} | {fmt(base)} | {fmt(crl)} | {fmt(oracle)} | {recovered} |"
+                f"| {shots} | {learner} | {fmt(base)} | {fmt(crl)} | {fmt(oracle)} "
+                f"| {fmt(gains)} | {recovered} | {target} |"
             )
     for prefix, iterations in SINUSOID_BUDGETS.items():
         lines += [
             "",
             f"### Sinusoid regression, MLP 1-40-40-1, {iterations} meta-iterations",
             "",
-            "Test MSE over 600 tasks (lower is better), mean ± 95% CI over seeds.",
+            "Test MSE over 600 tasks (lower is better), mean ± 95% CI over seeds; difference:",
+            "+ MetaCRL minus base, paired by seed; MetaCRL is better or worse where its 95% CI",
+            "excludes 0.",
             "",
-            "| shots | learner | base | + MetaCRL |",
-            "| --- | --- | --- | --- |",
+            "| shots | learner | base | + MetaCRL | difference (paired) | MetaCRL |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for shots, learner in itertools.product((5, 10), ("maml", "anil", "metasgd")):
             key = f"{prefix}-{shots}shot-{learner}"
             base = test_scores(data.get(f"{key}-base", []))
             crl = test_scores(data.get(f"{key}-metacrl", []))
-            lines.append(f"| {shots} | {learner} | {fmt(base, 1.0, 3)} | {fmt(crl, 1.0, 3)} |")
+            diff = paired_differences(data.get(f"{key}-metacrl", []), data.get(f"{key}-base", []))
+            verdict = "not measured" if not diff else "too few seeds"
+            if len(diff) > 1:
+                mean, ci = mean_ci(diff)
+                verdict = (
+                    "better" if mean + ci < 0 else "worse" if mean - ci > 0 else "no difference"
+                )
+            lines.append(
+                f"| {shots} | {learner} | {fmt(base, 1.0, 3)} | {fmt(crl, 1.0, 3)} "
+                f"| {fmt(diff, 1.0, 3)} | {verdict} |"
+            )
     return lines
 
 
@@ -344,25 +382,30 @@ def report_ablation() -> list[str]:
         winner = chosen()
     except SystemExit:
         return ["### Ablations", "", "Not measured: the sweep is not finished."]
-    base = test_scores(load("grid").get("shapes-1shot-maml-base", []))
+    grid = load("grid")
+    base, full = grid.get("shapes-1shot-maml-base", []), grid.get("shapes-1shot-maml-metacrl", [])
     lines = [
         "### Ablations: MAML + MetaCRL, ConfoundedShapes 5-way 1-shot",
         "",
         f"The full method uses the sweep's winner ({winner}: {SWEEP[winner]}); each variant",
-        "changes one thing. Test accuracy (%) over 600 episodes, mean ± 95% CI over seeds.",
+        "changes one thing. Test accuracy (%) over 600 episodes, mean ± 95% CI over seeds;",
+        "vs full: the variant minus the full method, paired by seed.",
         "",
-        "| variant | settings changed from the full method | test accuracy (%) |",
-        "| --- | --- | --- |",
-        f"| MAML without MetaCRL | (the grid's base arm) | {fmt(base)} |",
+        "| variant | settings changed from the full method | test accuracy (%) "
+        "| vs full (paired) |",
+        "| --- | --- | --- | --- |",
+        f"| MAML without MetaCRL | (the grid's base arm) | {fmt(test_scores(base))} "
+        f"| {fmt(paired_differences(base, full))} |",
     ]
     for name, settings in variants.items():
         change = {k: v for k, v in settings.items() if SWEEP[winner].get(k) != v}
         shown = str(change) if change else "none"
         records = data.get(name, [])
         if name == "full":  # the same runs as the grid's MetaCRL arm
-            records = load("grid").get("shapes-1shot-maml-metacrl", [])
+            records = full
             shown = "none (the grid's MetaCRL runs: same settings and seeds)"
-        lines.append(f"| {name} | {shown} | {fmt(test_scores(records))} |")
+        diff = "" if name == "full" else fmt(paired_differences(records, full))
+        lines.append(f"| {name} | {shown} | {fmt(test_scores(records))} | {diff} |")
     return lines
 
 

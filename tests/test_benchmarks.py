@@ -87,3 +87,27 @@ def test_evidence_report_refuses_a_page_without_the_block(tmp_path):
     )
     assert done.returncode != 0 and "no <!-- evidence:begin -->" in done.stderr
     assert page.read_text() == "no block here\n"
+
+
+def test_evidence_statistics_pair_runs_by_seed():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evidence", BENCHMARKS / "evidence.py")
+    assert spec is not None and spec.loader is not None
+    evidence = importlib.util.module_from_spec(spec)
+    sys.modules["evidence"] = evidence  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(evidence)
+    finally:
+        del sys.modules["evidence"]
+
+    def record(seed: int, accuracy: float) -> dict:
+        return {"seed": seed, "result": {"test": {"accuracy": accuracy}}}
+
+    a = [record(2, 0.9), record(0, 0.7), record(5, 0.1)]  # seed 5 has no partner
+    b = [record(0, 0.6), record(1, 0.0), record(2, 0.5)]
+    diffs = evidence.paired_differences(a, b)
+    assert [round(d, 6) for d in diffs] == [0.1, 0.4]  # seeds 0 and 2, in seed order
+    mean, ci = evidence.mean_ci(diffs)
+    # two values: t(1) = 12.706, sd = 0.3 / sqrt(2)
+    assert abs(mean - 0.25) < 1e-9 and abs(ci - 12.706 * 0.15) < 1e-6
