@@ -38,6 +38,8 @@ class ANIL(GradientLearner):
         True
     """
 
+    adapts_backbone = False
+
     def __init__(
         self,
         model: nn.Module,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -233,6 +234,11 @@ def _length(tasks: Iterable[Any]) -> int | None:
         return None
 
 
+def _tensor_key(x: Tensor) -> tuple[object, ...]:
+    """Identify a view of a meta-batch (the same task's inputs, whatever the view object)."""
+    return (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device)
+
+
 class MetaLearner(Learner):
     """Base of the reference learners: the per-task loop shared by MAML, ANIL, Meta-SGD, ProtoNet.
 
@@ -280,6 +286,11 @@ class MetaLearner(Learner):
 
     inner_steps: int = 0
     test_inner_steps: int = 0
+    adapts_backbone: bool = True
+    """Whether the inner loop changes ``model.features`` (MAML, Meta-SGD). Learners whose
+    backbone stays at θ during adaptation (ANIL, ProtoNet) set ``False``; MetaCRL then takes
+    the environments' features from the meta-step's own forward pass instead of running the
+    backbone a second time."""
 
     def __init__(
         self,
@@ -541,9 +552,43 @@ class MetaLearner(Learner):
 
         return adapted
 
+    def _features(self, x: Tensor) -> Tensor:
+        """``model.features(x)``, or the value computed for ``x`` by :meth:`_shared_features`."""
+        memo: dict[tuple[object, ...], Tensor] | None = self.__dict__.get("_feature_memo")
+        if memo is not None:
+            hit = memo.get(_tensor_key(x))
+            if hit is not None:
+                return hit
+        feats: Tensor = self.net.features(x)
+        return feats
+
+    def _can_share_features(self) -> bool:
+        """Whether the meta-step computes every task's features at θ through :meth:`_features`."""
+        return not self.adapts_backbone
+
+    @contextmanager
+    def _shared_features(self, batch: MetaBatch) -> Iterator[list[Environment]]:
+        """Compute every task's features once; serve them to :meth:`_features` in the block.
+
+        Yields the tasks as environments (the same features, detached). The features keep
+        their graph when gradients are enabled, so the meta-step's loss reaches θ through them.
+        """
+        memo: dict[tuple[object, ...], Tensor] = {}
+        envs = []
+        for t in range(batch.num_tasks):
+            x_s, y_s, x_q, y_q = batch.task(t)
+            f_s, f_q = self.net.features(x_s), self.net.features(x_q)
+            memo[_tensor_key(x_s)], memo[_tensor_key(x_q)] = f_s, f_q
+            envs.append(Environment(f_s.detach(), y_s, f_q.detach(), y_q))
+        self.__dict__["_feature_memo"] = memo
+        try:
+            yield envs
+        finally:
+            self.__dict__["_feature_memo"] = None
+
     def _head_inputs(self, x: Tensor, factors: TaskFactors | None) -> Tensor:
         """What the head sees for inputs ``x``: the features, gated when ``factors`` is given."""
-        feats: Tensor = self.net.features(x)
+        feats = self._features(x)
         return feats if factors is None else factors.transform(feats)
 
     def _support_head_inputs(
@@ -551,7 +596,7 @@ class MetaLearner(Learner):
     ) -> Tensor:
         """Head inputs of a support set; computes the task's gates from it first."""
         with torch.set_grad_enabled(training and torch.is_grad_enabled()):
-            feats: Tensor = self.net.features(x_spt)
+            feats = self._features(x_spt)
             if factors is None:
                 return feats
             factors.prepare(feats)

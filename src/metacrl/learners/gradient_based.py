@@ -92,6 +92,9 @@ class GradientLearner(MetaLearner):
         )
         self.first_order = bool(first_order)
 
+    def _can_share_features(self) -> bool:
+        return not self.adapts_backbone and self.backend != "vmap"  # vmap runs its own forward
+
     def _vmap_head_only(self) -> bool:
         """Whether the inner loop adapts the head alone (ANIL), on precomputed features."""
         return False

@@ -70,6 +70,8 @@ class ProtoNet(MetaLearner):
         torch.Size([1])
     """
 
+    adapts_backbone = False
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model, loss="cross_entropy", backend="func")
 

@@ -126,12 +126,18 @@ class MetaCRLLearner(Learner):
             >>> sorted(out.metrics)
             ['crl/disentanglement', 'crl/gate_mean', 'crl/gates_open', 'crl/invariance', 'crl/task']
         """
-        reg, base = self.regularizer, self.learner
+        base = self.learner
         batch = base.as_batch(x_spt, y_spt, x_qry, y_qry)
+        if not base._can_share_features():
+            return self._upper_level(batch, base.environments(batch))
+        with base._shared_features(batch) as current:  # one backbone pass serves both
+            return self._upper_level(batch, current)
+
+    def _upper_level(self, batch: MetaBatch, current: list[Environment]) -> MetaStepOutput:
+        reg, base = self.regularizer, self.learner
         joint = reg.mode == "joint"
         # replayed batches were checked when they were current
         loss_fn = base.task_loss.checked(batch.num_labels)
-        current = base.environments(batch)
         if self.task_gather is not None:  # data-parallel: the whole meta-batch's environments
             current, num_labels = self._gather_environments(current, batch.num_labels)
             loss_fn = base.task_loss.checked(num_labels)
