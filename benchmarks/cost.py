@@ -13,9 +13,11 @@ at least ``replay`` with MetaCRL so that its replay is full; forward + backward 
 4. how MAML's time grows with the meta-batch, the ways and the inner steps (32x32 to keep it
    short on a CPU).
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU each row runs in a fresh
-process and the table shows its peak resident memory (``ru_maxrss``) above that of the same
-process before the first meta-step (model, data and libraries loaded).
+Times in tables 1-3 are measured round-robin in one process (one step of each row in turn), so
+that the ratios compare rows under the same conditions. Peak memory: on CUDA
+``torch.cuda.max_memory_allocated``; on the CPU each row runs once more in a fresh process and
+the table shows its peak resident memory (``ru_maxrss``) above that of the same process before
+the first meta-step (model, data and libraries loaded).
 """
 
 from __future__ import annotations
@@ -151,18 +153,21 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def learner_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    names = ("maml", "anil", "metasgd", "protonet")
+    settings = [replace(base, learner=n, metacrl=crl) for n in names for crl in (False, True)]
+    seconds = interleaved_seconds(settings, device, warmup, repeats)
+    peaks = [measure_isolated(s, device, warmup, 1)["peak_mib"] for s in settings]
     rows = []
-    for name in ("maml", "anil", "metasgd", "protonet"):
-        plain = measure_isolated(replace(base, learner=name), device, warmup, repeats)
-        crl = measure_isolated(replace(base, learner=name, metacrl=True), device, warmup, repeats)
+    for i, name in enumerate(names):
+        (plain, crl), (plain_mib, crl_mib) = seconds[2 * i : 2 * i + 2], peaks[2 * i : 2 * i + 2]
         rows.append([
             name,
-            f"{plain['seconds']:.3f}",
-            f"{crl['seconds']:.3f}",
-            f"{crl['seconds'] / plain['seconds']:.2f}x",
-            f"{plain['peak_mib']:.0f}",
-            f"{crl['peak_mib']:.0f}",
-            f"{crl['peak_mib'] / max(plain['peak_mib'], 1e-9):.2f}x",
+            f"{plain:.3f}",
+            f"{crl:.3f}",
+            f"{crl / plain:.2f}x",
+            f"{plain_mib:.0f}",
+            f"{crl_mib:.0f}",
+            f"{crl_mib / max(plain_mib, 1e-9):.2f}x",
         ])  # fmt: skip
     header = ["learner", "s/step", "+MetaCRL s/step", "time ratio", "peak MiB",
               "+MetaCRL peak MiB", "memory ratio"]  # fmt: skip
@@ -184,20 +189,42 @@ def backend_table(base: Setting, device: torch.device, warmup: int, repeats: int
         ("func, second order, + MetaCRL", {"metacrl": True}),
         ("vmap, second order, + MetaCRL", {"backend": "vmap", "metacrl": True}),
     ]
-    ref = None
-    rows = []
-    for name, change in variants:
-        m = measure_isolated(replace(base, **change), device, warmup, repeats)
-        ref = ref or m["seconds"]
-        rows.append(
-            [name, f"{m['seconds']:.3f}", f"{m['seconds'] / ref:.2f}x", f"{m['peak_mib']:.0f}"]
-        )
+    settings = [replace(base, **change) for _, change in variants]
+    seconds = interleaved_seconds(settings, device, warmup, repeats)
+    peaks = [measure_isolated(s, device, warmup, 1)["peak_mib"] for s in settings]
+    rows = [
+        [name, f"{t:.3f}", f"{t / seconds[0]:.2f}x", f"{mib:.0f}"]
+        for (name, _), t, mib in zip(variants, seconds, peaks, strict=True)
+    ]
     return table(
         f"MAML backends and orders ({base.image_size}x{base.image_size}, meta-batch "
         f"{base.meta_batch}, {base.inner_steps} inner steps)",
         ["variant", "s/step", "vs func second order", "peak MiB"],
         rows,
     )
+
+
+def interleaved_seconds(
+    settings: list[Setting], device: torch.device, warmup: int, repeats: int
+) -> list[float]:
+    """Median seconds per meta-step of each setting, timed round-robin in this process.
+
+    Every setting takes one step in turn, so all rows see the same machine (a busy moment
+    slows one step of each, not one row); rows in separate processes differ by up to 15%.
+    """
+    runs = []
+    for s in settings:
+        learner, batch = build(s, device)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if s.bf16 else nullcontext()
+        runs.append((learner, batch, torch.optim.Adam(learner.parameters(), lr=1e-3), autocast))
+    warmup = max(steady_warmup(s, warmup) for s in settings)
+    times: list[list[float]] = [[] for _ in settings]
+    for round_ in range(warmup + repeats):
+        for i, (learner, batch, opt, autocast) in enumerate(runs):
+            seconds = time_meta_steps(learner, batch, opt, autocast, device, 0, 1)[0]
+            if round_ >= warmup:
+                times[i].append(seconds)
+    return [statistics.median(t) for t in times]
 
 
 def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
@@ -210,25 +237,15 @@ def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: in
         ("+ MetaCRL, 1 causal step, replay 0", {"crl_steps": 1, "replay": 0}),
         ("+ MetaCRL, joint (no causal steps)", {"mode": "joint"}),
     ]
-    runs = []
-    for _, change in variants:
-        learner, batch = build(replace(base, **{"metacrl": True, **change}), device)
-        runs.append((learner, batch, torch.optim.Adam(learner.parameters(), lr=1e-3)))
-    times: list[list[float]] = [[] for _ in variants]
-    warmup = steady_warmup(replace(base, metacrl=True), warmup)
-    for round_ in range(warmup + repeats):  # round-robin: every row sees the same machine
-        for i, (learner, batch, opt) in enumerate(runs):
-            seconds = time_meta_steps(learner, batch, opt, nullcontext(), device, 0, 1)[0]
-            if round_ >= warmup:
-                times[i].append(seconds)
-    ref = statistics.median(times[0])
+    settings = [replace(base, **{"metacrl": True, **change}) for _, change in variants]
+    seconds = interleaved_seconds(settings, device, warmup, repeats)
     rows = [
-        [name, f"{statistics.median(t):.3f}", f"{statistics.median(t) / ref:.2f}x"]
-        for (name, _), t in zip(variants, times, strict=True)
+        [name, f"{t:.3f}", f"{t / seconds[0]:.2f}x"]
+        for (name, _), t in zip(variants, seconds, strict=True)
     ]
     return table(
         f"Where MetaCRL's time goes: MAML ({base.image_size}x{base.image_size}, "
-        f"{base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch}), interleaved",
+        f"{base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch})",
         ["variant", "s/step", "vs MAML"],
         rows,
     )
