@@ -1,6 +1,6 @@
 """What MetaCRL costs: time per meta-iteration and peak memory, measured side by side.
 
-    python benchmarks/cost.py              # all tables (about 10 minutes on a 2-core CPU)
+    python benchmarks/cost.py              # all tables (about 20 minutes on a 2-core CPU)
     python benchmarks/cost.py --quick      # tiny sizes, a smoke run
 
 Tables (each row is the median of ``--repeats`` timed meta-steps after ``--warmup`` untimed ones,
@@ -16,7 +16,7 @@ at least ``replay`` with MetaCRL so that its replay is full; forward + backward 
 Times in tables 1-3 are measured round-robin in one process (one step of each row in turn), so
 that the ratios compare rows under the same conditions. Peak memory: on CUDA
 ``torch.cuda.max_memory_allocated``; on the CPU each row runs once more in a fresh process and
-the table shows its peak resident memory (``ru_maxrss``) above that of the same process before
+the table shows its peak resident memory (``VmHWM``) above that of the same process before
 the first meta-step (model, data and libraries loaded).
 """
 
@@ -30,6 +30,7 @@ import subprocess
 import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 from timing import time_meta_steps
@@ -100,6 +101,21 @@ def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor
     return learner, tuple(t.to(device) for t in batch)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, which starts afresh in a new program, unlike
+    ``ru_maxrss``, which a child inherits from a large parent across ``exec``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def steady_warmup(s: Setting, warmup: int) -> int:
     """Warm-up steps so that timed MetaCRL steps see a full replay (``replay`` earlier batches)."""
     return max(warmup, s.replay) if s.metacrl else warmup
@@ -115,12 +131,12 @@ def measure(s: Setting, device: torch.device, warmup: int, repeats: int) -> dict
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mib()
     times = time_meta_steps(learner, batch, opt, autocast, device, warmup, repeats)
     if cuda:
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
+        peak = peak_rss_mib() - rss_before
     return {"seconds": statistics.median(times), "peak_mib": peak}
 
 
@@ -135,7 +151,7 @@ def measure_isolated(
         "print(json.dumps(cost.measure(cost.Setting(**json.loads(sys.argv[2])), "
         "cost.torch.device('cpu'), int(sys.argv[3]), int(sys.argv[4]))))"
     )
-    here = str(__import__("pathlib").Path(__file__).resolve().parent)
+    here = str(Path(__file__).resolve().parent)
     done = subprocess.run(
         [sys.executable, "-c", code, here, json.dumps(asdict(s)), str(warmup), str(repeats)],
         capture_output=True,
@@ -274,7 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
     parser.add_argument(
         "--tables", nargs="+", default=["learners", "backends", "overhead", "scaling"]

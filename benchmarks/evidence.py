@@ -434,8 +434,9 @@ def command_figure(args: argparse.Namespace) -> None:
         ax.set_ylim(50, 100)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("test accuracy (%), mean ± 95% CI over seeds")
-    axes[1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(arms), fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the panels
     args.path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.path, dpi=120)
     print(f"wrote {args.path}")
