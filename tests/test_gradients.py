@@ -290,3 +290,21 @@ def test_vmap_backend_refuses_torch_batchnorm():
 
     with pytest.raises(ValueError, match="backend='vmap' is not available for Prototypes"):
         Prototypes(tiny_model())
+
+
+def test_batched_linear_head_path_keeps_a_frozen_bias_fixed():
+    """As in the generic inner loop, a bias with requires_grad=False is not adapted."""
+    torch.manual_seed(0)
+    linear, generic = tiny_model(n_out=3), tiny_model(n_out=3)
+    generic.head = nn.Sequential(nn.Linear(5, 3)).double()  # not a bare Linear: loop path
+    generic.head[0].load_state_dict(linear.head.state_dict())
+    linear.head.bias.requires_grad_(False)
+    generic.head[0].bias.requires_grad_(False)
+    fast = MAML(linear, inner_lr=0.4, inner_steps=3)
+    slow = MAML(generic, inner_lr=0.4, inner_steps=3)
+    h_spt = torch.randn(4, 6, 5, dtype=torch.float64)
+    h_qry = torch.randn(4, 9, 5, dtype=torch.float64)
+    y_spt = torch.randint(0, 3, (4, 6))
+    out_fast = fast.head_task(h_spt, y_spt, h_qry, fast.task_loss)
+    out_slow = slow.head_task(h_spt, y_spt, h_qry, slow.task_loss)
+    torch.testing.assert_close(out_fast, out_slow, rtol=0, atol=1e-12)

@@ -29,7 +29,8 @@ def adapt_linear_heads(
     :func:`~metacrl.learners.inner_loop.inner_loop` run on each task (tested).
 
     Args:
-        head: The head; its weights are the starting point, not differentiated.
+        head: The head; its weights are the starting point, not differentiated. A bias with
+            ``requires_grad=False`` is kept fixed, as the generic inner loop does.
         h_spt: Support head inputs ``[E, n, k]``.
         y_spt: Support targets ``[E, n]`` (labels) or ``[E, n, out]`` (regression).
         h_qry: Query head inputs ``[E, q, k]``.
@@ -66,10 +67,9 @@ def adapt_linear_heads(
     n_tasks, n, _ = h_spt.shape
     weight = head.weight.detach().expand(n_tasks, -1, -1)
     bias = None if head.bias is None else head.bias.detach().expand(n_tasks, -1)
+    adapt_bias = head.bias is not None and head.bias.requires_grad  # a frozen bias stays
     lr_w: float | Tensor = lr["weight"].detach() if isinstance(lr, Mapping) else lr
-    lr_b: float | Tensor = (
-        lr["bias"].detach() if isinstance(lr, Mapping) and bias is not None else lr_w
-    )
+    lr_b: float | Tensor = lr["bias"].detach() if isinstance(lr, Mapping) and adapt_bias else lr_w
     if loss == "cross_entropy":
         classes = torch.arange(weight.shape[1], device=y_spt.device)
         # out-of-range labels give zero rows here; the query loss then names the problem
@@ -85,7 +85,7 @@ def adapt_linear_heads(
         else:
             d_out = 2.0 * (out - target) / out[0].numel()
         weight = weight - lr_w * torch.bmm(d_out.transpose(1, 2), h_spt)
-        if bias is not None:
+        if bias is not None and adapt_bias:
             bias = bias - lr_b * d_out.sum(dim=1)
     out = torch.bmm(h_qry, weight.transpose(1, 2))
     return out if bias is None else out + bias.unsqueeze(1)
