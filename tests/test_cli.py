@@ -83,6 +83,26 @@ def test_both_arms_share_the_initialisation_and_the_task_stream(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.train_set[1], b.train_set[1], strict=True))
 
 
+def test_train_with_the_vmap_backend_matches_func(tmp_path):
+    """--backend vmap trains (TaskBatchNorm backbone) and gives func's meta-step, batched."""
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--backend", "vmap", "--iterations", "2", "--out", str(out)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results["runs"]] == ["MAML", "MAML + MetaCRL"]
+    cfg_vmap = _tiny_config(backend="vmap")
+    cfg_func = _tiny_config(backend="func")
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    a = Trainer(cfg_vmap, True, tmp_path / "a", device, progress=False)
+    torch.manual_seed(0)
+    b = Trainer(cfg_func, True, tmp_path / "b", device, progress=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in a.model.modules())
+    b.model.load_state_dict(a.model.state_dict(), strict=False)
+    batch = [t[None].repeat(2, *[1] * t.dim()) for t in a.train_set[0]]
+    out_a, out_b = a.learner.meta_step(*batch), b.learner.meta_step(*batch)
+    torch.testing.assert_close(out_a.loss, out_b.loss, rtol=1e-4, atol=1e-5)
+
+
 def _tiny_config(**changes) -> TrainConfig:
     base = dict(
         iterations=8,
@@ -258,6 +278,7 @@ def test_sinusoid_regression_end_to_end(tmp_path, capsys):
         (["--dataset", "miniimagenet"], "needs --data-root"),
         (["--dataset", "miniimagenet", "--data-root", "/nonexistent/mini"], "/nonexistent/mini"),
         (["--dataset", "sinusoid", "--learner", "protonet"], "protonet is a classifier"),
+        (["--learner", "protonet", "--backend", "vmap"], "not protonet"),
         (["--ways", "0"], "--ways must be an integer >= 1"),
         (["--rho", "1.5"], "--rho must lie in"),
         (

@@ -107,11 +107,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         64
     """
     size = cfg.image_size or 32
+    running = cfg.backend != "vmap"  # vmap takes TaskBatchNorm, which keeps no running stats
     if cfg.backbone == "mlp":
         return MLP()
     if cfg.backbone == "resnet12":
-        return ResNet12(n_way=cfg.ways, image_size=size)
-    return Conv4(hidden=cfg.hidden, n_way=cfg.ways, image_size=size)
+        return ResNet12(n_way=cfg.ways, image_size=size, track_running_stats=running)
+    return Conv4(hidden=cfg.hidden, n_way=cfg.ways, image_size=size, track_running_stats=running)
 
 
 def build_learner(cfg: TrainConfig, model: nn.Module, metacrl: bool) -> Learner:

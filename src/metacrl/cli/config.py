@@ -20,7 +20,7 @@ BACKBONES = ("conv4", "resnet12", "mlp")
 INVARIANCES = ("irm", "vrex")
 SCHEDULES = ("alternating", "joint")
 CONFOUNDERS = ("switch", "fixed", "task")
-BACKENDS = ("func", "higher")
+BACKENDS = ("func", "higher", "vmap")
 
 
 class ConfigError(ValueError):
@@ -66,7 +66,9 @@ class TrainConfig:
         iterations: Meta-iterations, i.e. meta-batches (default 300).
         meta_lr: Adam learning rate of the meta-update (default 1e-3).
         first_order: First-order meta-gradients (default ``False``: second order).
-        backend: Inner-loop backend, ``"func"`` (default) or ``"higher"``.
+        backend: Inner-loop backend, ``"func"`` (default), ``"higher"`` or ``"vmap"`` (all
+            tasks of a meta-batch in one vectorised inner loop; MAML, ANIL and Meta-SGD; the
+            backbone's BatchNorm then keeps no running statistics).
         rho: ConfoundedShapes: probability that the batch's nuisance follows the label
             (default 0.9; 0 is the unconfounded oracle).
         confounder: ConfoundedShapes: ``"switch"`` (default), ``"fixed"`` or ``"task"``.
@@ -168,6 +170,8 @@ class TrainConfig:
             raise ConfigError("--backbone for sinusoid must be mlp")
         if cfg.dataset != "sinusoid" and cfg.backbone == "mlp":
             raise ConfigError(f"--backbone mlp does not take images ({cfg.dataset})")
+        if cfg.backend == "vmap" and cfg.learner == "protonet":
+            raise ConfigError("--backend vmap is for maml, anil and metasgd, not protonet")
         if cfg.dataset == "sinusoid" and cfg.learner == "protonet":
             raise ConfigError("--learner protonet is a classifier; sinusoid is regression")
         if cfg.dataset == "miniimagenet" and not cfg.data_root:

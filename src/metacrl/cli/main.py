@@ -52,7 +52,8 @@ _HELP: dict[str, str] = {
     "iterations": "meta-iterations, i.e. meta-batches (default 300: a few minutes on a CPU)",
     "meta_lr": "Adam learning rate of the meta-update (default 1e-3)",
     "first_order": "first-order meta-gradients (default: second order)",
-    "backend": "inner-loop backend: func (torch.func, default) or higher",
+    "backend": "inner-loop backend: func (torch.func, default), higher, or vmap (all tasks "
+    "of a meta-batch at once; maml, anil, metasgd)",
     "rho": "confounded-shapes: probability that the batch's nuisance follows the label "
     "(default 0.9; 0 = unconfounded oracle)",
     "confounder": f"confounded-shapes: {', '.join(CONFOUNDERS)} (default switch: a different "
