@@ -28,7 +28,7 @@ import resource
 import statistics
 import subprocess
 import sys
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -121,13 +121,26 @@ def steady_warmup(s: Setting, warmup: int) -> int:
     return max(warmup, s.replay) if s.metacrl else warmup
 
 
-def measure(s: Setting, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
-    """Seconds per meta-step (median) and peak memory in MiB."""
+Prepared = tuple[
+    Learner, tuple[torch.Tensor, ...], torch.optim.Optimizer, AbstractContextManager[object]
+]
+
+
+def prepare(s: Setting, device: torch.device) -> Prepared:
+    """What a timed meta-step needs: the learner, its batch, an optimiser, an autocast context."""
     learner, batch = build(s, device)
     opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    autocast: AbstractContextManager[object] = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if s.bf16 else nullcontext()
+    )
+    return learner, batch, opt, autocast
+
+
+def measure(s: Setting, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Seconds per meta-step (median) and peak memory in MiB."""
+    learner, batch, opt, autocast = prepare(s, device)
     warmup = steady_warmup(s, warmup)
     cuda = device.type == "cuda"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if s.bf16 else nullcontext()
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -171,8 +184,7 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 def learner_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
     names = ("maml", "anil", "metasgd", "protonet")
     settings = [replace(base, learner=n, metacrl=crl) for n in names for crl in (False, True)]
-    seconds = interleaved_seconds(settings, device, warmup, repeats)
-    peaks = [measure_isolated(s, device, warmup, 1)["peak_mib"] for s in settings]
+    seconds, peaks = time_and_memory(settings, device, warmup, repeats)
     rows = []
     for i, name in enumerate(names):
         (plain, crl), (plain_mib, crl_mib) = seconds[2 * i : 2 * i + 2], peaks[2 * i : 2 * i + 2]
@@ -206,8 +218,7 @@ def backend_table(base: Setting, device: torch.device, warmup: int, repeats: int
         ("vmap, second order, + MetaCRL", {"backend": "vmap", "metacrl": True}),
     ]
     settings = [replace(base, **change) for _, change in variants]
-    seconds = interleaved_seconds(settings, device, warmup, repeats)
-    peaks = [measure_isolated(s, device, warmup, 1)["peak_mib"] for s in settings]
+    seconds, peaks = time_and_memory(settings, device, warmup, repeats)
     rows = [
         [name, f"{t:.3f}", f"{t / seconds[0]:.2f}x", f"{mib:.0f}"]
         for (name, _), t, mib in zip(variants, seconds, peaks, strict=True)
@@ -228,11 +239,7 @@ def interleaved_seconds(
     Every setting takes one step in turn, so all rows see the same machine (a busy moment
     slows one step of each, not one row); rows in separate processes differ by up to 15%.
     """
-    runs = []
-    for s in settings:
-        learner, batch = build(s, device)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if s.bf16 else nullcontext()
-        runs.append((learner, batch, torch.optim.Adam(learner.parameters(), lr=1e-3), autocast))
+    runs = [prepare(s, device) for s in settings]
     warmup = max(steady_warmup(s, warmup) for s in settings)
     times: list[list[float]] = [[] for _ in settings]
     for round_ in range(warmup + repeats):
@@ -241,6 +248,14 @@ def interleaved_seconds(
             if round_ >= warmup:
                 times[i].append(seconds)
     return [statistics.median(t) for t in times]
+
+
+def time_and_memory(
+    settings: list[Setting], device: torch.device, warmup: int, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per step (interleaved) and peak MiB (one fresh process per setting on the CPU)."""
+    seconds = interleaved_seconds(settings, device, warmup, repeats)
+    return seconds, [measure_isolated(s, device, warmup, 1)["peak_mib"] for s in settings]
 
 
 def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:

@@ -331,7 +331,7 @@ def report_grid() -> list[str]:
                 drop = statistics.fmean(oracle) - statistics.fmean(base)
                 gain = statistics.fmean(crl) - statistics.fmean(base)
                 recovered = f"{100 * gain / drop:.0f}%" if drop > 0 else "no drop"
-                mean, ci = mean_ci(gains) if len(gains) > 1 else (math.nan, math.nan)
+                mean, ci = mean_ci(gains)  # ci is NaN below two seeds
                 if drop <= 0:
                     target = "no drop"
                 elif math.isnan(ci):

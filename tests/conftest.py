@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from metacrl.cli.config import TrainConfig
 from metacrl.models import FeatureHead
 
 
@@ -18,6 +19,23 @@ def tiny_model(
         nn.Linear(feature_dim, n_out),
         feature_dim=feature_dim,
     ).to(dtype)
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    """A resolved ``metacrl train`` configuration small enough for a test (Conv4-4 at 16x16)."""
+    settings: dict[str, object] = dict(
+        iterations=8,
+        val_every=4,
+        val_tasks=4,
+        test_tasks=4,
+        hidden=4,
+        image_size=16,
+        ways=3,
+        queries=2,
+        meta_batch=2,
+    )
+    settings.update(changes)
+    return TrainConfig(**settings).resolved()  # type: ignore[arg-type]
 
 
 def random_batch(

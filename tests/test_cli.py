@@ -17,6 +17,8 @@ from metacrl.cli import main
 from metacrl.cli.config import TrainConfig
 from metacrl.train import StopRequest, Trainer, TrainingInterrupted, load_checkpoint
 
+from conftest import tiny_config
+
 TINY = [
     "--iterations",
     "6",
@@ -89,8 +91,8 @@ def test_train_with_the_vmap_backend_matches_func(tmp_path):
     assert run("train", *TINY, "--backend", "vmap", "--iterations", "2", "--out", str(out)) == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["label"] for r in results["runs"]] == ["MAML", "MAML + MetaCRL"]
-    cfg_vmap = _tiny_config(backend="vmap")
-    cfg_func = _tiny_config(backend="func")
+    cfg_vmap = tiny_config(backend="vmap")
+    cfg_func = tiny_config(backend="func")
     device = torch.device("cpu")
     torch.manual_seed(0)
     a = Trainer(cfg_vmap, True, tmp_path / "a", device, progress=False)
@@ -103,25 +105,9 @@ def test_train_with_the_vmap_backend_matches_func(tmp_path):
     torch.testing.assert_close(out_a.loss, out_b.loss, rtol=1e-4, atol=1e-5)
 
 
-def _tiny_config(**changes) -> TrainConfig:
-    base = dict(
-        iterations=8,
-        val_every=4,
-        val_tasks=4,
-        test_tasks=4,
-        hidden=4,
-        image_size=16,
-        ways=3,
-        queries=2,
-        meta_batch=2,
-    )
-    base.update(changes)
-    return TrainConfig(**base).resolved()
-
-
 @pytest.mark.parametrize("metacrl", [False, True])
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, metacrl):
-    cfg = _tiny_config()
+    cfg = tiny_config()
     device = torch.device("cpu")
     whole = Trainer(cfg, metacrl, tmp_path / "whole", device, progress=False)
     whole.train()
@@ -158,7 +144,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, met
 
 
 def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
-    cfg = _tiny_config(iterations=4, val_every=2)
+    cfg = tiny_config(iterations=4, val_every=2)
     trainer = Trainer(cfg, False, tmp_path, torch.device("cpu"), progress=False)
     trainer.train()
     state = load_checkpoint(tmp_path / "checkpoint.pt")

@@ -27,7 +27,7 @@ from metacrl.distributed import (
 )
 from metacrl.train import StopRequest, Trainer, TrainingInterrupted, load_checkpoint
 
-from conftest import random_batch, tiny_model
+from conftest import random_batch, tiny_config, tiny_model
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -122,19 +122,8 @@ def test_two_processes_with_half_batches_update_like_one_with_the_whole(learner_
 
 # ---------------------------------------------------------------- trainer level
 def _cfg(iterations: int) -> TrainConfig:
-    return TrainConfig(
-        iterations=iterations,
-        meta_batch=2,
-        val_every=2,
-        val_tasks=3,  # not a multiple of the 2 processes: shares differ
-        test_tasks=4,
-        hidden=4,
-        image_size=16,
-        ways=3,
-        queries=2,
-        crl_steps=2,
-        seed=3,
-    ).resolved()
+    # val_tasks 3: not a multiple of the 2 processes, so the shares differ
+    return tiny_config(iterations=iterations, val_every=2, val_tasks=3, crl_steps=2, seed=3)
 
 
 def _count_saves(folder: Path, rank: int) -> None:

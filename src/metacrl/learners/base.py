@@ -573,6 +573,21 @@ class MetaLearner(Learner):
         Yields the tasks as environments (the same features, detached). The features keep
         their graph when gradients are enabled, so the meta-step's loss reaches θ through them.
         """
+        envs, memo = self._task_features(batch)
+        self.__dict__["_feature_memo"] = memo
+        try:
+            yield envs
+        finally:
+            self.__dict__["_feature_memo"] = None
+
+    def _task_features(
+        self, batch: MetaBatch
+    ) -> tuple[list[Environment], dict[tuple[object, ...], Tensor]]:
+        """Every task's support and query features at θ, one backbone call per set.
+
+        Returns them as environments (detached) and by input (see :func:`_tensor_key`), the
+        latter with their graph when gradients are enabled.
+        """
         memo: dict[tuple[object, ...], Tensor] = {}
         envs = []
         for t in range(batch.num_tasks):
@@ -580,11 +595,7 @@ class MetaLearner(Learner):
             f_s, f_q = self.net.features(x_s), self.net.features(x_q)
             memo[_tensor_key(x_s)], memo[_tensor_key(x_q)] = f_s, f_q
             envs.append(Environment(f_s.detach(), y_s, f_q.detach(), y_q))
-        self.__dict__["_feature_memo"] = memo
-        try:
-            yield envs
-        finally:
-            self.__dict__["_feature_memo"] = None
+        return envs, memo
 
     def _head_inputs(self, x: Tensor, factors: TaskFactors | None) -> Tensor:
         """What the head sees for inputs ``x``: the features, gated when ``factors`` is given."""
@@ -624,12 +635,8 @@ class MetaLearner(Learner):
             >>> len(envs), envs[0].support_features.shape, envs[0].query_features.requires_grad
             (2, torch.Size([6, 8]), False)
         """
-        envs = []
         with torch.no_grad():
-            for t in range(batch.num_tasks):
-                x_s, y_s, x_q, y_q = batch.task(t)
-                envs.append(Environment(self.net.features(x_s), y_s, self.net.features(x_q), y_q))
-        return envs
+            return self._task_features(batch)[0]
 
     # ------------------------------------------------------------------ per learner
     @abc.abstractmethod
