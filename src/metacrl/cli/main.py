@@ -206,7 +206,11 @@ def _command_train(options: dict[str, Any]) -> int:
         raise ConfigError(str(err)) from err
     dist = DistributedContext.from_env(device)
     try:
-        return _train_arms(cfg, options, dist)
+        code = _train_arms(cfg, options, dist)
+        # Leave together: rank 0 is still writing results when the others are done, and a gloo
+        # group torn down on one rank while another works aborted a rank at exit (SIGABRT).
+        dist.barrier()
+        return code
     finally:
         dist.close()
 
