@@ -207,12 +207,11 @@ def _command_train(options: dict[str, Any]) -> int:
     dist = DistributedContext.from_env(device)
     try:
         code = _train_arms(cfg, options, dist)
-        # Leave together: rank 0 is still writing results when the others are done, and a gloo
-        # group torn down on one rank while another works aborted a rank at exit (SIGABRT).
-        dist.barrier()
-        return code
-    finally:
-        dist.close()
+    except BaseException:
+        dist.close(wait=False)
+        raise
+    dist.close()  # waits for rank 0, which writes the results after the others are done
+    return code
 
 
 def _train_arms(cfg: TrainConfig, options: dict[str, Any], dist: DistributedContext) -> int:

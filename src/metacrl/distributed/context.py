@@ -183,7 +183,16 @@ class DistributedContext:
         if self.distributed and isinstance(learner, MetaCRLLearner):
             learner.task_gather = self.gather_tasks
 
-    def close(self) -> None:
-        """Leave the process group (if this context is part of one)."""
+    def close(self, *, wait: bool = True) -> None:
+        """Leave the process group (if this context is part of one).
+
+        Args:
+            wait: First wait until every process gets here (default), so that no process tears
+                its gloo connections down while another still works: that aborted a process at
+                exit (SIGABRT). Pass ``False`` when leaving on an error, where the others may
+                never arrive.
+        """
         if self.distributed and dist.is_initialized():
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
