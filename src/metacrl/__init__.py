@@ -5,20 +5,15 @@ adds it to MAML, ANIL, Meta-SGD, ProtoNet and users' own ``higher`` or ``torch.f
 
 Example:
     >>> from metacrl import MAML, MetaCRLRegularizer
+    >>> reg = MetaCRLRegularizer(feature_dim=model.feature_dim, num_factors=8)
+    >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
+    >>> learner.meta_step(x, y, x, y).loss.requires_grad
+    True
 """
 
 from metacrl.errors import NonFiniteLossError
-from metacrl.learners import (
-    ANIL,
-    MAML,
-    EvalOutput,
-    MetaCRLLearner,
-    MetaSGD,
-    MetaStepOutput,
-    ProtoNet,
-)
-from metacrl.models.gated import GatedModel
-from metacrl.regularizer import MetaCRLRegularizer, TaskFactors
+from metacrl.learners import ANIL, MAML, EvalOutput, MetaSGD, MetaStepOutput, ProtoNet
+from metacrl.regularizer import GatedModel, MetaCRLLearner, MetaCRLRegularizer, TaskFactors
 
 __version__ = "0.1.0.dev0"
 

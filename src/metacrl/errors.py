@@ -18,10 +18,6 @@ class NonFiniteLossError(ValueError):
     Example:
         An absurd inner step size makes the adapted model's query loss NaN:
 
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import MAML
-        >>> from metacrl.models import FeatureHead
         >>> model = FeatureHead(nn.Linear(1, 4), nn.Linear(4, 1), feature_dim=4)
         >>> maml = MAML(model, inner_lr=1e30, inner_steps=3, loss="mse")
         >>> x = torch.ones(1, 3, 1)

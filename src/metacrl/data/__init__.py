@@ -5,8 +5,8 @@ Every dataset is map-style: ``len(ds)`` tasks, ``ds[i]`` is task ``i`` as
 and ``i``. :class:`TaskLoader` stacks consecutive tasks into meta-batches ``[T, ...]``, the
 input of every learner's ``meta_step``.
 
-* :class:`MiniImagenet`: the seed code's folder format (or the common pickles), decoded once
-  into an on-disk ``uint8`` cache.
+* :class:`MiniImagenet`: dragen1860/MAML-Pytorch's folder format (or the common pickles),
+  decoded once into an on-disk ``uint8`` cache.
 * :class:`Sinusoid`: MAML's regression benchmark.
 * :class:`ConfoundedShapes`: procedural shapes whose training tasks carry a nuisance tied to
   the label, redrawn per meta-batch.

@@ -7,8 +7,8 @@ import abc
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from metacrl.data._checks import check_index, check_int
 from metacrl.data.seeding import check_seed
+from metacrl.validation import check_index, check_int
 
 __all__ = ["Task", "TaskDataset"]
 
@@ -19,11 +19,11 @@ Task = tuple[Tensor, Tensor, Tensor, Tensor]
 class TaskDataset(Dataset[Task], abc.ABC):
     """A map-style dataset of few-shot tasks (episodes), usable by :mod:`torch.utils.data`.
 
-    ``len(ds)`` is the number of tasks (the seed code's ``batchsz``) and ``ds[i]`` returns task
-    ``i`` as ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis. Task ``i`` is a pure function
-    of ``(seed, i)``: the same index always gives the same task, whichever process asks, so
-    loading with any number of workers yields the same stream. Stack tasks into meta-batches
-    ``[T, ...]`` with :class:`~metacrl.data.TaskLoader`.
+    ``len(ds)`` is the number of tasks (``batchsz``, as in dragen1860/MAML-Pytorch) and
+    ``ds[i]`` returns task ``i`` as ``(x_spt, y_spt, x_qry, y_qry)`` without the task axis. Task
+    ``i`` is a pure function of ``(seed, i)``: the same index always gives the same task,
+    whichever process asks, so loading with any number of workers yields the same stream. Stack
+    tasks into meta-batches ``[T, ...]`` with :class:`~metacrl.data.TaskLoader`.
 
     Args:
         batchsz: The number of tasks.

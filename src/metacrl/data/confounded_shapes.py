@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metacrl.data._checks import check_choice, check_index, check_int, check_probability
 from metacrl.data.base import Task, TaskDataset
 from metacrl.data.confounding import CONFOUNDERS, Confounder, draw_confounder, draw_nuisances
 from metacrl.data.episodes import class_major_labels
@@ -36,6 +35,7 @@ from metacrl.data.shapes_nuisance import (
     nuisance_index,
 )
 from metacrl.data.shapes_render import draw_poses, render_shapes
+from metacrl.validation import check_choice, check_index, check_int, check_probability
 
 __all__ = ["ConfoundedShapes", "ShapesEpisode"]
 

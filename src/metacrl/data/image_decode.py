@@ -1,8 +1,8 @@
-"""Decoding and resizing images with PIL, as the seed code does (bilinear, antialiased).
+"""Decoding and resizing images with PIL, as dragen1860/MAML-Pytorch does (bilinear, antialiased).
 
 PIL's ``BILINEAR`` filter widens its support when it shrinks an image, so downscaling is
-antialiased; this matches ``torchvision.transforms.Resize`` on PIL images, which the seed code
-(dragen1860/MAML-Pytorch) applies to every image on every access.
+antialiased; this matches ``torchvision.transforms.Resize`` on PIL images, which
+dragen1860/MAML-Pytorch's miniImageNet loader applies to every image on every access.
 """
 
 from __future__ import annotations

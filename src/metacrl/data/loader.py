@@ -9,9 +9,9 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from metacrl.data._checks import check_int
 from metacrl.data.base import Task
 from metacrl.distributed.sharding import shard_bounds
+from metacrl.validation import check_int
 
 __all__ = ["SequentialTaskBatches", "TaskLoader", "stack_tasks"]
 

@@ -1,8 +1,8 @@
-"""miniImageNet episodes from the seed code's folder format or the common pickle files.
+"""miniImageNet episodes from dragen1860/MAML-Pytorch's folder format or the common pickle files.
 
 Two on-disk formats are read:
 
-* the seed code's (dragen1860/MAML-Pytorch): ``root/images/*.jpg`` and ``root/{mode}.csv`` with
+* the layout of dragen1860/MAML-Pytorch's loader: ``root/images/*.jpg`` and ``root/{mode}.csv`` with
   the header ``filename,label`` (a class name such as ``n01532829``). Decoding JPEGs on every
   access is far too slow, so the images of a split are decoded and resized once into a ``uint8``
   cache (``root/cache/{mode}-{resize}px.npy`` plus a JSON header, see
@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from metacrl.data._checks import check_choice, check_index, check_int
 from metacrl.data.base import Task, TaskDataset
 from metacrl.data.episodes import Episode, sample_episode
 from metacrl.data.image_cache import build_image_cache, load_image_cache
@@ -30,6 +29,7 @@ from metacrl.data.miniimagenet_csv import read_split_csv
 from metacrl.data.miniimagenet_pickle import pickle_path, read_split_pickle
 from metacrl.data.normalize import to_tensor
 from metacrl.data.seeding import task_rng
+from metacrl.validation import check_choice, check_index, check_int
 
 __all__ = ["MODES", "MiniImagenet"]
 
@@ -46,9 +46,9 @@ class MiniImagenet(TaskDataset):
     class-major: all support images of label 0, then label 1, ... (likewise the query set).
 
     Images are resized to ``resize x resize`` with PIL's bilinear filter (antialiased when
-    shrinking, as ``torchvision.transforms.Resize`` in the seed code) and returned as float
-    tensors ``[3, resize, resize]``: pixels scaled to ``[0, 1]`` then standardised with the
-    ImageNet mean ``(0.485, 0.456, 0.406)`` and std ``(0.229, 0.224, 0.225)`` as in the seed code;
+    shrinking, as ``torchvision.transforms.Resize`` in dragen1860/MAML-Pytorch) and returned as
+    float tensors ``[3, resize, resize]``: pixels scaled to ``[0, 1]`` then standardised with the
+    ImageNet mean ``(0.485, 0.456, 0.406)`` and std ``(0.229, 0.224, 0.225)`` as in that code;
     with ``normalize=False`` they stay in ``[0, 1]``.
 
     Args:
@@ -63,7 +63,7 @@ class MiniImagenet(TaskDataset):
         seed: The seed of the task stream (default: ``0``).
         cache: Folder format only: decode the split once into an on-disk cache and reuse it
             (the default, ``True``; ``False`` decodes and resizes every image on every access,
-            as the seed code does: correct but slow). The pickle format already holds decoded
+            as dragen1860/MAML-Pytorch does: correct but slow). The pickle format holds decoded
             images (resized once in memory if ``resize != 84``) and never writes a cache.
         cache_dir: Where the cache goes (default ``root/cache``; one folder per dataset).
         normalize: Standardise with the ImageNet mean and std (default: ``True``).

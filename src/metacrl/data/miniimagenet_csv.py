@@ -1,4 +1,4 @@
-"""Reading the seed code's split files: ``root/{mode}.csv`` with header ``filename,label``."""
+"""Reading dragen1860/MAML-Pytorch's split files: ``root/{mode}.csv``, header ``filename,label``."""
 
 from __future__ import annotations
 

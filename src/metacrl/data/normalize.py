@@ -9,7 +9,7 @@ from torch import Tensor
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "to_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
-"""Per-channel mean of ImageNet (RGB), as in the seed code's ``transforms.Normalize``."""
+"""Per-channel mean of ImageNet (RGB), as in dragen1860/MAML-Pytorch's ``transforms.Normalize``."""
 
 IMAGENET_STD = (0.229, 0.224, 0.225)
 """Per-channel standard deviation of ImageNet (RGB)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metacrl.data._checks import check_int
+from metacrl.validation import check_int
 
 __all__ = ["check_seed", "task_rng"]
 

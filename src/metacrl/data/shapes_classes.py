@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metacrl.data._checks import check_choice
 from metacrl.data.seeding import check_seed
+from metacrl.validation import check_choice
 
 __all__ = ["ANGLE_BINS", "SPLIT_CLASSES", "ShapeBank", "make_shape_bank", "split_class_ids"]
 

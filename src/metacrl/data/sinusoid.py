@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from metacrl.data._checks import check_index, check_int, check_range
 from metacrl.data.base import Task, TaskDataset
 from metacrl.data.seeding import task_rng
+from metacrl.validation import check_index, check_int, check_range
 
 __all__ = ["Sinusoid"]
 

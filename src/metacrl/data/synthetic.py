@@ -1,4 +1,4 @@
-"""Writing a fake miniImageNet folder in the seed code's format, for tests, demos and benchmarks."""
+"""A fake miniImageNet folder in dragen1860/MAML-Pytorch's layout, for tests, demos, benchmarks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from metacrl.data._checks import check_int
 from metacrl.data.seeding import check_seed
+from metacrl.validation import check_int
 
 __all__ = ["write_fake_miniimagenet"]
 

@@ -27,7 +27,6 @@ def all_gather_tasks(tensors: Sequence[Tensor], world_size: int) -> list[Tensor]
         ``[T_local * world_size, ...]`` tensors (the inputs themselves for one process).
 
     Example:
-        >>> import torch
         >>> [t.shape for t in all_gather_tasks([torch.zeros(2, 5)], world_size=1)]
         [torch.Size([2, 5])]
     """

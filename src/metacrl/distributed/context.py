@@ -18,6 +18,7 @@ from metacrl.distributed.collectives import (
 )
 from metacrl.distributed.env import launch_info
 from metacrl.distributed.gradients import average_gradients, average_tensors
+from metacrl.regularizer import MetaCRLLearner
 
 __all__ = ["DistributedContext"]
 
@@ -71,7 +72,6 @@ class DistributedContext:
                 available in this build of PyTorch.
 
         Example:
-            >>> import torch
             >>> DistributedContext.from_env(torch.device("cpu"), env={}).world_size
             1
         """
@@ -171,15 +171,13 @@ class DistributedContext:
     def attach(self, learner: nn.Module) -> None:
         """Let a MetaCRL learner see the environments of the whole meta-batch.
 
-        Sets :attr:`MetaCRLLearner.task_gather <metacrl.learners.MetaCRLLearner.task_gather>`
+        Sets :attr:`MetaCRLLearner.task_gather <metacrl.MetaCRLLearner.task_gather>`
         to :meth:`gather_tasks` when there are several processes; other learners need
         nothing (their tasks are independent until the gradients are averaged).
 
         Args:
             learner: The learner, plain or wrapped.
         """
-        from metacrl.learners.wrapped import MetaCRLLearner
-
         if self.distributed and isinstance(learner, MetaCRLLearner):
             learner.task_gather = self.gather_tasks
 

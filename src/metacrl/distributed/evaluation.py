@@ -31,7 +31,6 @@ def gather_episodes(
         ``(scores, losses)`` of all episodes, ``[n_total]`` each, on the CPU.
 
     Example:
-        >>> import torch
         >>> s, l = gather_episodes([1, 0], torch.tensor([0.2, 0.4]), torch.tensor([2.0, 1.0]), 1)
         >>> s.tolist(), l.tolist()
         ([0.4000000059604645, 0.20000000298023224], [1.0, 2.0])

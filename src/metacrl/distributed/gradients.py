@@ -29,7 +29,6 @@ def average_gradients(parameters: Iterable[Tensor], world_size: int) -> int:
         The number of gradient entries averaged (0 for a single process).
 
     Example:
-        >>> import torch
         >>> w = torch.nn.Parameter(torch.ones(3))
         >>> (2 * w).sum().backward()
         >>> average_gradients([w], world_size=1), w.grad.tolist()    # nothing to average
@@ -53,7 +52,6 @@ def average_tensors(tensors: Iterable[Tensor], world_size: int) -> int:
         The number of entries averaged (0 for a single process).
 
     Example:
-        >>> import torch
         >>> t = torch.ones(2)
         >>> average_tensors([t], world_size=1), t.tolist()
         (0, [1.0, 1.0])

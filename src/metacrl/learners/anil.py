@@ -5,9 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from metacrl.learners.gradient_based import GradientLearner
-from metacrl.learners.inner_loop import Backend, Predictor, inner_loop
-from metacrl.learners.losses import LossFn, LossName
-from metacrl.regularizer.factors import TaskFactors
+from metacrl.learners.inner_loop import inner_loop
+from metacrl.typing import Backend, HeadTransform, LossFn, LossName, Predictor
 
 __all__ = ["ANIL"]
 
@@ -26,14 +25,7 @@ class ANIL(GradientLearner):
             meta-batch in one vectorised inner loop; no torch BatchNorm layers).
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import ANIL
-        >>> from metacrl.models import FeatureHead
-        >>> model = FeatureHead(nn.Sequential(nn.Linear(4, 16), nn.ReLU()), nn.Linear(16, 3),
-        ...                     feature_dim=16)
         >>> anil = ANIL(model, inner_lr=0.1, inner_steps=5)
-        >>> x, y = torch.randn(2, 6, 4), torch.randint(0, 3, (2, 6))
         >>> anil.meta_step(x, y, x, y).loss.requires_grad
         True
     """
@@ -58,18 +50,19 @@ class ANIL(GradientLearner):
     def _vmap_head_only(self) -> bool:
         return True
 
-    def _adapt(
+    def solve_task(
         self,
         x_spt: Tensor,
         y_spt: Tensor,
         loss_fn: LossFn,
-        factors: TaskFactors | None,
+        transform: HeadTransform | None,
         *,
         training: bool,
         steps: int,
     ) -> Predictor:
+        """Adapt the head on the support features (see :meth:`MetaLearner.solve_task`)."""
         head = self.net.head
-        h_spt = self._support_head_inputs(x_spt, factors, training)
+        h_spt = self.support_head_inputs(x_spt, transform, training)
         names = [n for n, p in head.named_parameters() if p.requires_grad]
         predict_head = inner_loop(
             head,
@@ -83,4 +76,4 @@ class ANIL(GradientLearner):
             training=training,
             backend=self.backend,
         )
-        return lambda x: predict_head(self._head_inputs(x, factors))
+        return lambda x: predict_head(self.head_inputs(x, transform))

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from metacrl.learners.base import FactorsFactory, MetaLearner
-from metacrl.learners.batch import MetaBatch
-from metacrl.learners.batched import check_vmappable, vmapped_inner_loops
-from metacrl.learners.inner_loop import Backend, LearningRates, inner_loop
+from metacrl.learners.inner_loop import inner_loop
 from metacrl.learners.linear_head import adapt_linear_heads
-from metacrl.learners.losses import LossFn, LossName
-from metacrl.regularizer.factors import TaskFactors
+from metacrl.learners.meta_batch import MetaBatch
+from metacrl.learners.meta_learner import MetaLearner
+from metacrl.learners.vmap_loop import check_vmappable, vmapped_inner_loops
+from metacrl.typing import Backend, LearningRates, LossFn, LossName, TransformFactory
+from metacrl.validation import check_float, check_int
 
 __all__ = ["GradientLearner"]
-
-
-def _check_steps(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
 
 
 class GradientLearner(MetaLearner):
@@ -31,7 +24,7 @@ class GradientLearner(MetaLearner):
 
     The common base of :class:`~metacrl.MAML`, :class:`~metacrl.ANIL` and
     :class:`~metacrl.MetaSGD`; subclasses say which parameters the inner loop adapts
-    (``_adapt``).
+    (:meth:`~metacrl.learners.MetaLearner.solve_task`).
 
     Args:
         model: A model with ``features``, ``head`` and ``feature_dim``.
@@ -51,15 +44,9 @@ class GradientLearner(MetaLearner):
             contract.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import ANIL
-        >>> from metacrl.models import FeatureHead
-        >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
         >>> anil = ANIL(model, inner_lr=0.1, inner_steps=2, backend="vmap")
         >>> isinstance(anil, GradientLearner), anil.test_inner_steps
         (True, 2)
-        >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
         >>> anil.meta_step(x, y, x, y).task_losses.shape
         torch.Size([2])
     """
@@ -78,21 +65,16 @@ class GradientLearner(MetaLearner):
         super().__init__(model, loss=loss, backend=backend, batched=True)
         if self.backend == "vmap":
             check_vmappable(model)
-        if (
-            isinstance(inner_lr, bool)
-            or not isinstance(inner_lr, int | float)
-            or not math.isfinite(inner_lr)
-            or inner_lr <= 0
-        ):
-            raise ValueError(f"inner_lr must be a finite number > 0, got {inner_lr!r}")
-        self.inner_lr = float(inner_lr)
-        self.inner_steps = _check_steps("inner_steps", inner_steps)
-        self.test_inner_steps = _check_steps(
-            "test_inner_steps", inner_steps if test_inner_steps is None else test_inner_steps
+        self.inner_lr = check_float("inner_lr", inner_lr, above=0)
+        self.inner_steps = check_int("inner_steps", inner_steps, minimum=0)
+        self.test_inner_steps = check_int(
+            "test_inner_steps",
+            inner_steps if test_inner_steps is None else test_inner_steps,
+            minimum=0,
         )
         self.first_order = bool(first_order)
 
-    def _can_share_features(self) -> bool:
+    def _reuses_features(self) -> bool:
         return not self.adapts_backbone and self.backend != "vmap"  # vmap runs its own forward
 
     def _vmap_head_only(self) -> bool:
@@ -100,29 +82,31 @@ class GradientLearner(MetaLearner):
         return False
 
     def _solve_tasks(
-        self, batch: MetaBatch, make_factors: FactorsFactory, *, training: bool, steps: int
+        self,
+        batch: MetaBatch,
+        transforms: TransformFactory | None,
+        *,
+        training: bool,
+        steps: int,
     ) -> tuple[Tensor, Tensor]:
         if self.backend != "vmap":
-            return super()._solve_tasks(batch, make_factors, training=training, steps=steps)
-        template = make_factors()
-        reg = None if template is None else template.regularizer
-        frozen = template is None or template.frozen
+            return super()._solve_tasks(batch, transforms, training=training, steps=steps)
+        # one transform for all tasks: prepared on [T, n, d], its state split over tasks by vmap
+        transform = None if transforms is None else transforms()
         head_only = self._vmap_head_only()
         loss_fn = self.task_loss.checked(batch.num_labels)
         grad_on = training and torch.is_grad_enabled()
         features = vmap(self.net.features, randomness="different")
-        gates = None
         with torch.set_grad_enabled(grad_on):
             x_s, x_q = batch.x_spt, batch.x_qry
-            if reg is not None or head_only:
+            if transform is not None or head_only:
                 feats_s = features(x_s)
-                if reg is not None:
-                    gates = reg.gates(feats_s, frozen=frozen)
+                if transform is not None:
+                    transform.prepare(feats_s)
                 if head_only:
                     x_s, x_q = feats_s, features(x_q)
-                    if reg is not None and gates is not None:
-                        x_s = reg.transform(x_s, gates, frozen=frozen)
-                        x_q = reg.transform(x_q, gates, frozen=frozen)
+                    if transform is not None:
+                        x_s, x_q = transform.transform(x_s), transform.transform(x_q)
             module: nn.Module = self.net.head if head_only else self.net
             names = [n for n, p in module.named_parameters() if p.requires_grad]
             rates = self._head_rates() if head_only else self._rates()
@@ -135,10 +119,7 @@ class GradientLearner(MetaLearner):
                 lr=rates,
                 first_order=self.first_order,
                 training=training,
-                factors=None
-                if reg is None or head_only
-                else (lambda w: TaskFactors(reg, w, frozen=frozen)),
-                gates=gates,
+                transform=None if head_only else transform,
             )
         scores = torch.stack(
             [
@@ -173,10 +154,6 @@ class GradientLearner(MetaLearner):
             The inner-loop settings as ``key=value`` pairs.
 
         Example:
-            >>> from torch import nn
-            >>> from metacrl import MAML
-            >>> from metacrl.models import FeatureHead
-            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
             >>> MAML(model, inner_lr=0.1, inner_steps=2).extra_repr()
             "inner_lr=0.1, inner_steps=2, test_inner_steps=2, first_order=False, backend='func'"
         """
@@ -208,15 +185,9 @@ class GradientLearner(MetaLearner):
             Query outputs ``[E, q, ...]``.
 
         Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl import ANIL
-            >>> from metacrl.models import FeatureHead
-            >>> anil = ANIL(FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8),
-            ...             inner_lr=0.1, inner_steps=2)
+            >>> anil = ANIL(model, inner_lr=0.1, inner_steps=2)
             >>> h_spt = torch.randn(2, 6, 8, requires_grad=True)
-            >>> y_spt = torch.arange(3).repeat(2).expand(2, 6)
-            >>> out = anil.head_task(h_spt, y_spt, torch.randn(2, 4, 8), anil.task_loss)
+            >>> out = anil.head_task(h_spt, y, torch.randn(2, 4, 8), anil.task_loss)
             >>> grad, = torch.autograd.grad(out.sum(), h_spt, create_graph=True)
             >>> out.shape, grad.requires_grad, anil.model.head.weight.grad is None
             (torch.Size([2, 4, 3]), True, True)

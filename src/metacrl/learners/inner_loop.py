@@ -8,36 +8,27 @@ exists because many users' inner loops are written on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from metacrl.learners.losses import LossFn
+from metacrl.typing import Backend, LearningRates, LossFn, Predictor
+from metacrl.validation import check_choice
 
-__all__ = ["Backend", "LearningRates", "Predictor", "check_backend", "inner_loop"]
-
-Backend = Literal["func", "higher", "vmap"]
-"""The inner-loop backend: ``"func"`` (``torch.func.functional_call``), ``"higher"``, or
-``"vmap"`` (all tasks of a meta-batch in one vectorised loop; see
-:mod:`metacrl.learners.batched`)."""
-Predictor = Callable[[Tensor], Tensor]
-"""An adapted model as a function: ``predict(x)`` maps inputs ``[n, ...]`` to outputs."""
-LearningRates = float | Mapping[str, Tensor]
-"""Inner step sizes: one float for every parameter, or one tensor per adapted parameter name
-(Meta-SGD's learned, per-element step sizes)."""
+__all__ = ["check_backend", "inner_loop"]
 
 
-def check_backend(backend: str) -> Backend:
-    """Return ``backend`` if it names a backend, else raise ``ValueError``.
+def check_backend(backend: object) -> Backend:
+    """Return ``backend`` if it names an inner-loop backend, else raise ``ValueError``.
 
     Args:
         backend: The requested backend, one of ``"func"``, ``"higher"`` or ``"vmap"``.
 
     Returns:
-        ``backend``, typed as a :data:`Backend`.
+        ``backend``, typed as a :data:`~metacrl.typing.Backend`.
 
     Raises:
         ValueError: If ``backend`` is not one of the three names.
@@ -45,14 +36,8 @@ def check_backend(backend: str) -> Backend:
     Example:
         >>> check_backend("higher")
         'higher'
-        >>> check_backend("jax")
-        Traceback (most recent call last):
-            ...
-        ValueError: backend must be one of ('func', 'higher', 'vmap'), got 'jax'
     """
-    if backend not in get_args(Backend):
-        raise ValueError(f"backend must be one of {get_args(Backend)}, got {backend!r}")
-    return backend  # type: ignore[return-value]
+    return check_choice("backend", backend, get_args(Backend))
 
 
 def inner_loop(
@@ -100,8 +85,6 @@ def inner_loop(
         ValueError: If ``steps`` is negative.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
         >>> net = nn.Linear(2, 1)
         >>> x, y = torch.randn(8, 2), torch.randn(8, 1)
         >>> loss = nn.functional.mse_loss

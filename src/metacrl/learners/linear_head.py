@@ -45,8 +45,6 @@ def adapt_linear_heads(
     Example:
         Two 3-way tasks; the result matches the generic inner loop and never reaches the head:
 
-        >>> import torch
-        >>> from torch import nn
         >>> from metacrl.learners import inner_loop
         >>> head = nn.Linear(4, 3)
         >>> h_spt = torch.randn(2, 6, 4, requires_grad=True)

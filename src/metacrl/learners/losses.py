@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, get_args
+from typing import get_args
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from metacrl.learners.batch import Problem
+from metacrl.typing import LossFn, LossName, Problem
+from metacrl.validation import check_choice
 
-__all__ = ["LossFn", "LossName", "TaskLoss"]
-
-LossName = Literal["cross_entropy", "mse"]
-"""The name of a task loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression)."""
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""A task loss as a function: ``loss_fn(outputs, targets)`` returns a scalar (the mean)."""
+__all__ = ["TaskLoss"]
 
 
 class TaskLoss:
@@ -29,16 +24,13 @@ class TaskLoss:
         ValueError: If ``name`` is not one of the two losses.
 
     Example:
-        >>> import torch
         >>> loss = TaskLoss("cross_entropy")
         >>> float(loss(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1])))  # log(2)
         0.6931471824645996
     """
 
     def __init__(self, name: LossName = "cross_entropy") -> None:
-        if name not in get_args(LossName):
-            raise ValueError(f"loss must be one of {get_args(LossName)}, got {name!r}")
-        self.name: LossName = name
+        self.name: LossName = check_choice("loss", name, get_args(LossName))
         self.problem: Problem = "classification" if name == "cross_entropy" else "regression"
 
     def __call__(self, out: Tensor, y: Tensor) -> Tensor:
@@ -66,7 +58,6 @@ class TaskLoss:
             inside autograd when the model's outputs do not fit the targets.
 
         Example:
-            >>> import torch
             >>> loss_fn = TaskLoss("cross_entropy").checked(num_labels=3)
             >>> loss_fn(torch.zeros(4, 2), torch.tensor([0, 1, 2, 0]))
             Traceback (most recent call last):
@@ -95,7 +86,6 @@ class TaskLoss:
                 shape.
 
         Example:
-            >>> import torch
             >>> TaskLoss("mse").check_output(torch.zeros(4, 1), torch.zeros(4, 1), 0)  # fine
             >>> TaskLoss("mse").check_output(torch.zeros(4, 1), torch.zeros(4), 0)
             Traceback (most recent call last):
@@ -131,7 +121,6 @@ class TaskLoss:
             squared error.
 
         Example:
-            >>> import torch
             >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
             >>> round(float(TaskLoss("cross_entropy").metric(logits, torch.tensor([0, 1, 1]))), 4)
             0.6667

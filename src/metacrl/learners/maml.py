@@ -6,9 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from metacrl.learners.gradient_based import GradientLearner
-from metacrl.learners.inner_loop import Backend, Predictor, inner_loop
-from metacrl.learners.losses import LossFn, LossName
-from metacrl.regularizer.factors import TaskFactors
+from metacrl.learners.inner_loop import inner_loop
+from metacrl.typing import Backend, HeadTransform, LossFn, LossName, Predictor
 
 __all__ = ["MAML"]
 
@@ -31,17 +30,9 @@ class MAML(GradientLearner):
             ``"vmap"`` (all tasks in one vectorised inner loop; no BatchNorm running stats).
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import MAML
-        >>> from metacrl.models import FeatureHead
-        >>> model = FeatureHead(nn.Sequential(nn.Linear(4, 16), nn.ReLU()), nn.Linear(16, 3),
-        ...                     feature_dim=16)
         >>> maml = MAML(model, inner_lr=0.1, inner_steps=2)
         >>> opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
-        >>> x_spt, y_spt = torch.randn(4, 6, 4), torch.randint(0, 3, (4, 6))
-        >>> x_qry, y_qry = torch.randn(4, 9, 4), torch.randint(0, 3, (4, 9))
-        >>> out = maml.meta_step(x_spt, y_spt, x_qry, y_qry)
+        >>> out = maml.meta_step(x, y, x, y)          # x_spt, y_spt, x_qry, y_qry: [T, N*K, ...]
         >>> out.loss.backward(); opt.step()
         >>> 0.0 <= out.accuracy <= 1.0
         True
@@ -62,19 +53,20 @@ class MAML(GradientLearner):
             model, inner_lr, inner_steps, first_order, test_inner_steps, loss=loss, backend=backend
         )
 
-    def _adapt(
+    def solve_task(
         self,
         x_spt: Tensor,
         y_spt: Tensor,
         loss_fn: LossFn,
-        factors: TaskFactors | None,
+        transform: HeadTransform | None,
         *,
         training: bool,
         steps: int,
     ) -> Predictor:
-        if factors is not None:
+        """Adapt all of θ on the support set (see :meth:`MetaLearner.solve_task`)."""
+        if transform is not None:
             with torch.set_grad_enabled(training and torch.is_grad_enabled()):
-                factors.prepare(self.net.features(x_spt))
+                transform.prepare(self.net.features(x_spt))
         names = [n for n, p in self.net.named_parameters() if p.requires_grad]
         return inner_loop(
             self.net,
@@ -87,5 +79,5 @@ class MAML(GradientLearner):
             first_order=self.first_order,
             training=training,
             backend=self.backend,
-            kwargs={"task": factors},
+            kwargs={"task": transform},
         )

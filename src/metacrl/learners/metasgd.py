@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metacrl.learners.inner_loop import Backend, LearningRates
-from metacrl.learners.losses import LossName
 from metacrl.learners.maml import MAML
+from metacrl.typing import Backend, LearningRates, LossName
 
 __all__ = ["MetaSGD"]
 
@@ -34,12 +33,7 @@ class MetaSGD(MAML):
             one vectorised inner loop; no torch BatchNorm layers).
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import MetaSGD
-        >>> from metacrl.models import FeatureHead
-        >>> model = FeatureHead(nn.Linear(1, 8), nn.Linear(8, 1), feature_dim=8)
-        >>> learner = MetaSGD(model, inner_lr=0.05, loss="mse")
+        >>> learner = MetaSGD(model, inner_lr=0.05)
         >>> sorted(learner.lrs.keys())
         ['features__bias', 'features__weight', 'head__bias', 'head__weight']
     """

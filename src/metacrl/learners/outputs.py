@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from metacrl.learners.batch import Problem
+from metacrl.typing import Problem
 
 __all__ = ["EvalOutput", "MetaStepOutput", "confidence_interval"]
 
@@ -26,7 +26,6 @@ def confidence_interval(values: Tensor, z: float = 1.96) -> float:
         The half-width as a float, or ``nan`` when ``values`` has fewer than two elements.
 
     Example:
-        >>> import torch
         >>> round(confidence_interval(torch.tensor([0.5, 0.7, 0.6, 0.8])), 4)
         0.1265
         >>> confidence_interval(torch.tensor([0.5]))
@@ -51,7 +50,6 @@ class MetaStepOutput:
         metrics: Extra scalars to log (MetaCRL terms under ``crl/*``; default: empty).
 
     Example:
-        >>> import torch
         >>> out = MetaStepOutput(loss=torch.tensor(0.7, requires_grad=True),
         ...                      task_losses=torch.tensor([0.6, 0.8]),
         ...                      task_scores=torch.tensor([0.5, 1.0]), problem="classification")
@@ -89,7 +87,6 @@ class MetaStepOutput:
             query loss alone.
 
         Example:
-            >>> import torch
             >>> out = MetaStepOutput(torch.tensor(0.5), torch.tensor([0.5]),
             ...                      torch.tensor([0.25]), "regression", {"crl/task": 0.4})
             >>> out.summary()
@@ -113,7 +110,6 @@ class EvalOutput:
         problem: ``"classification"`` or ``"regression"``.
 
     Example:
-        >>> import torch
         >>> out = EvalOutput(torch.tensor([0.9, 0.5]), torch.tensor([0.6, 0.8]),
         ...                  "classification")
         >>> round(out.loss, 4), round(out.accuracy, 4), out.mse, round(out.ci95, 4)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metacrl.learners.base import MetaLearner
-from metacrl.learners.batch import MetaBatch
-from metacrl.learners.inner_loop import Predictor
-from metacrl.learners.losses import LossFn
-from metacrl.regularizer.factors import TaskFactors
+from metacrl.learners.meta_batch import MetaBatch
+from metacrl.learners.meta_learner import MetaLearner
+from metacrl.typing import HeadTransform, LossFn, Predictor
 
 __all__ = ["ProtoNet", "prototype_logits"]
 
@@ -30,7 +28,6 @@ def prototype_logits(h_spt: Tensor, y_spt: Tensor, h_qry: Tensor) -> Tensor:
         NaN prototype (and NaN logits) in that task.
 
     Example:
-        >>> import torch
         >>> h_spt = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])  # class 0 twice
         >>> y_spt = torch.tensor([0, 0, 1])                             # prototypes (1, 0), (0, 4)
         >>> logits = prototype_logits(h_spt, y_spt, torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
@@ -58,16 +55,9 @@ class ProtoNet(MetaLearner):
         model: A model with ``features``, ``head`` and ``feature_dim``.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import ProtoNet
-        >>> from metacrl.models import FeatureHead
-        >>> model = FeatureHead(nn.Linear(4, 16), nn.Identity(), feature_dim=16)
-        >>> proto = ProtoNet(model)
-        >>> y = torch.arange(3).repeat(2).unsqueeze(0)   # 3-way 2-shot, one task
-        >>> out = proto.meta_step(torch.randn(1, 6, 4), y, torch.randn(1, 6, 4), y)
-        >>> out.task_scores.shape
-        torch.Size([1])
+        >>> proto = ProtoNet(model)                     # model.head is not used
+        >>> proto.meta_step(x, y, x, y).task_scores.shape
+        torch.Size([2])
     """
 
     adapts_backbone = False
@@ -84,18 +74,19 @@ class ProtoNet(MetaLearner):
                 f"each support set: task {task} has no support example of label {label}"
             )
 
-    def _adapt(
+    def solve_task(
         self,
         x_spt: Tensor,
         y_spt: Tensor,
         loss_fn: LossFn,
-        factors: TaskFactors | None,
+        transform: HeadTransform | None,
         *,
         training: bool,
         steps: int,
     ) -> Predictor:
-        h_spt = self._support_head_inputs(x_spt, factors, training)
-        return lambda x: prototype_logits(h_spt, y_spt, self._head_inputs(x, factors))
+        """Prototypes of the support embeddings (see :meth:`MetaLearner.solve_task`)."""
+        h_spt = self.support_head_inputs(x_spt, transform, training)
+        return lambda x: prototype_logits(h_spt, y_spt, self.head_inputs(x, transform))
 
     def head_task(self, h_spt: Tensor, y_spt: Tensor, h_qry: Tensor, loss_fn: LossFn) -> Tensor:
         """Prototype logits of ``E`` tasks on given embeddings (no parameters involved).
@@ -110,12 +101,8 @@ class ProtoNet(MetaLearner):
             Query logits ``[E, q, n_way]``, differentiable in ``h_spt`` and ``h_qry``.
 
         Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl.models import FeatureHead
-            >>> proto = ProtoNet(FeatureHead(nn.Linear(4, 8), nn.Identity(), feature_dim=8))
-            >>> y_spt = torch.arange(3).repeat(2).expand(2, 6)            # 2 tasks, 3-way 2-shot
-            >>> logits = proto.head_task(torch.randn(2, 6, 8), y_spt, torch.randn(2, 5, 8),
+            >>> proto = ProtoNet(model)
+            >>> logits = proto.head_task(torch.randn(2, 6, 8), y, torch.randn(2, 5, 8),
             ...                          proto.task_loss)
             >>> tuple(logits.shape)
             (2, 5, 3)

@@ -28,7 +28,6 @@ def check_model(model: object, *, name: str = "model") -> nn.Module:
         ValueError: If ``feature_dim`` is not positive.
 
     Example:
-        >>> from torch import nn
         >>> net = FeatureHead(nn.Linear(3, 8), nn.Linear(8, 2), feature_dim=8)
         >>> check_model(net) is net
         True
@@ -65,8 +64,6 @@ class FeatureHead(nn.Module):
         feature_dim: The size of one example's features.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
         >>> net = FeatureHead(nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU()),
         ...                   nn.Linear(16, 5), feature_dim=16)
         >>> net(torch.zeros(4, 3, 2, 2)).shape

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from metacrl.models.inputs import CheckedFeatures
 from metacrl.models.norm import batch_norm
+from metacrl.validation import check_int
 
 __all__ = ["Conv4", "conv_block"]
 
@@ -23,7 +24,6 @@ def conv_block(in_channels: int, out_channels: int, track_running_stats: bool = 
         The block as an ``nn.Sequential``.
 
     Example:
-        >>> import torch
         >>> conv_block(3, 32)(torch.zeros(2, 3, 84, 84)).shape   # halves the side
         torch.Size([2, 32, 42, 42])
     """
@@ -64,7 +64,6 @@ class Conv4(nn.Module):
         feature_dim: ``hidden * (image_size // 16) ** 2``.
 
     Example:
-        >>> import torch
         >>> net = Conv4(hidden=32, n_way=5, image_size=84)
         >>> net.feature_dim
         800
@@ -82,12 +81,8 @@ class Conv4(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden", hidden), ("n_way", n_way)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
-            raise ValueError(
-                f"image_size must be an integer >= 16 (four 2x poolings), got {image_size!r}"
-            )
+            check_int(name, value)
+        check_int("image_size", image_size, minimum=16)  # four 2x poolings
         self.features = CheckedFeatures(
             conv_block(in_channels, hidden, track_running_stats),
             conv_block(hidden, hidden, track_running_stats),

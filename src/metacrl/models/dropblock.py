@@ -25,7 +25,6 @@ def drop_block(x: Tensor, drop_rate: float, block_size: int, training: bool = Tr
         The feature maps with blocks dropped.
 
     Example:
-        >>> import torch
         >>> y = drop_block(torch.ones(2, 4, 10, 10), drop_rate=0.2, block_size=3)
         >>> y.shape, bool((y == 0).any())
         (torch.Size([2, 4, 10, 10]), True)
@@ -64,7 +63,6 @@ class DropBlock(nn.Module):
         ValueError: If ``drop_rate`` is outside ``[0, 1)`` or ``block_size < 1``.
 
     Example:
-        >>> import torch
         >>> drop = DropBlock(drop_rate=0.2, block_size=3)
         >>> x = torch.ones(2, 4, 10, 10)
         >>> drop(x).shape

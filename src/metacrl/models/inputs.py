@@ -19,8 +19,6 @@ class CheckedFeatures(nn.Sequential):
         name: The model's name for error messages.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
         >>> g = CheckedFeatures(nn.Flatten(), sample_shape=(2, 3), name="Toy")
         >>> g(torch.zeros(4, 2, 3)).shape
         torch.Size([4, 6])

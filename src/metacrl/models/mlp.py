@@ -23,7 +23,6 @@ class MLP(nn.Module):
         out_features: Outputs of the head (default: ``1``).
 
     Example:
-        >>> import torch
         >>> net = MLP()
         >>> net.feature_dim, net(torch.zeros(10, 1)).shape
         (40, torch.Size([10, 1]))

@@ -23,7 +23,6 @@ class TaskBatchNorm(nn.Module):
         eps: Added to the variance (default: ``1e-5``, as in ``nn.BatchNorm``).
 
     Example:
-        >>> import torch
         >>> x = torch.randn(8, 4, 5, 5)
         >>> ref = torch.nn.BatchNorm2d(4, track_running_stats=False)
         >>> bool(torch.allclose(TaskBatchNorm(4)(x), ref(x), atol=1e-5))
@@ -51,7 +50,6 @@ class TaskBatchNorm(nn.Module):
             variance are taken per channel over the batch and spatial axes.
 
         Example:
-            >>> import torch
             >>> y = TaskBatchNorm(3)(torch.randn(16, 3) * 5 + 2)   # weight 1, bias 0 at init
             >>> bool(y.mean(dim=0).abs().max() < 1e-5)
             True

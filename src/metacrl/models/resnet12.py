@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from metacrl.models.dropblock import DropBlock
 from metacrl.models.inputs import CheckedFeatures
 from metacrl.models.norm import batch_norm
+from metacrl.validation import check_int
 
 __all__ = ["ResNet12", "ResNetBlock"]
 
@@ -25,7 +26,6 @@ class ResNetBlock(nn.Module):
         track_running_stats: Keep BatchNorm running statistics (default: ``True``).
 
     Example:
-        >>> import torch
         >>> block = ResNetBlock(3, 64)
         >>> block(torch.zeros(2, 3, 32, 32)).shape   # 64 channels, half the side
         torch.Size([2, 64, 16, 16])
@@ -101,7 +101,6 @@ class ResNet12(nn.Module):
         feature_dim: ``channels[-1]`` (640).
 
     Example:
-        >>> import torch
         >>> net = ResNet12(n_way=5, image_size=32)
         >>> net.feature_dim, net(torch.zeros(2, 3, 32, 32)).shape
         (640, torch.Size([2, 5]))
@@ -120,8 +119,7 @@ class ResNet12(nn.Module):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"channels must list the 4 blocks' widths, got {channels!r}")
-        if image_size < 16:
-            raise ValueError(f"image_size must be >= 16 (four 2x poolings), got {image_size!r}")
+        check_int("image_size", image_size, minimum=16)  # four 2x poolings
         blocks = []
         previous = in_channels
         for i, width in enumerate(channels):

@@ -1,7 +1,17 @@
-"""MetaCRL: the factor matrix, the gates and their losses (``reg.wrap`` adds them to learners)."""
+"""MetaCRL, the plug-in: the factor matrix ``Xi``, the gates ``f_gr``, their losses and ``wrap``.
 
-from metacrl.regularizer.causal import CausalTerms, Environment, HeadTask
+This layer sits on top of what it plugs into (:mod:`metacrl.models`, :mod:`metacrl.learners`):
+``reg.wrap(learner)`` returns a :class:`MetaCRLLearner` that talks to the learner through
+:class:`~metacrl.learners.PluggableLearner`; ``reg.wrap(model)`` returns a :class:`GatedModel`
+for a user's own ``higher`` or ``torch.func`` loop.
+"""
+
+from metacrl.regularizer.causal import CausalTerms
+from metacrl.regularizer.causal_step import causal_step
 from metacrl.regularizer.factors import TaskFactors
+from metacrl.regularizer.gated import GatedModel
+from metacrl.regularizer.learner import MetaCRLLearner
+from metacrl.regularizer.module import MetaCRLModule
 from metacrl.regularizer.penalties import (
     gate_loss,
     irm_penalty,
@@ -10,13 +20,17 @@ from metacrl.regularizer.penalties import (
     vrex_penalty,
 )
 from metacrl.regularizer.regularizer import MetaCRLRegularizer
+from metacrl.regularizer.user_loop import OpenTasks
 
 __all__ = [
     "CausalTerms",
-    "Environment",
-    "HeadTask",
+    "GatedModel",
+    "MetaCRLLearner",
+    "MetaCRLModule",
     "MetaCRLRegularizer",
+    "OpenTasks",
     "TaskFactors",
+    "causal_step",
     "gate_loss",
     "irm_penalty",
     "orthogonality_loss",

@@ -1,56 +1,12 @@
-"""Environments and the terms of the causal (invariance) objective."""
+"""The terms of the causal (invariance) objective."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor
 
-__all__ = ["CausalTerms", "Environment", "HeadTask"]
-
-HeadTask = Callable[[Tensor, Tensor, Tensor, Callable[[Tensor, Tensor], Tensor]], Tensor]
-"""``head_task(support_inputs, support_targets, query_inputs, loss_fn) -> query_outputs``.
-
-How a learner solves a batch of ``E`` tasks on top of given head inputs (``[E, n, k]``), with
-the backbone frozen: MAML and ANIL adapt the head by their inner loop, Meta-SGD with its learned
-step sizes, ProtoNet builds prototypes. Returns ``[E, n_query, ...]`` outputs. The causal step
-differentiates through it with respect to ``Xi`` and ``f_gr``.
-"""
-
-
-@dataclass(frozen=True)
-class Environment:
-    """One task used as an environment of the invariance penalty: its features, not images.
-
-    Attributes:
-        support_features: ``[n_support, feature_dim]``, computed with θ frozen.
-        y_spt: Support targets.
-        query_features: ``[n_query, feature_dim]``.
-        y_qry: Query targets.
-
-    Learners build them with :meth:`MetaLearner.environments
-    <metacrl.learners.MetaLearner.environments>`; the causal objective gates their features
-    with ``Xi`` and ``f_gr`` and solves them with the learner's ``head_task``.
-
-    Example:
-        >>> import torch
-        >>> from metacrl import MetaCRLRegularizer
-        >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4)
-        >>> y = torch.arange(2).repeat(3)
-        >>> env = Environment(torch.randn(6, 8), y, torch.randn(6, 8), y)
-        >>> def head_task(h_spt, y_spt, h_qry, loss_fn):  # a fixed linear read-out
-        ...     return h_qry[..., :2]
-        >>> loss_fn = torch.nn.functional.cross_entropy
-        >>> terms = reg.causal_objective([env, env], head_task, loss_fn)
-        >>> tuple(terms.gates.shape)
-        (2, 4)
-    """
-
-    support_features: Tensor
-    y_spt: Tensor
-    query_features: Tensor
-    y_qry: Tensor
+__all__ = ["CausalTerms"]
 
 
 @dataclass
@@ -65,7 +21,6 @@ class CausalTerms:
         gates: The environments' gates ``[environments, num_factors]``.
 
     Example:
-        >>> import torch
         >>> terms = CausalTerms(total=torch.tensor(1.5), task=torch.tensor(1.0),
         ...                     invariance=torch.tensor(0.25), disentanglement=torch.tensor(0.25),
         ...                     gates=torch.tensor([[0.9, 0.1], [0.7, 0.3]]))
@@ -88,7 +43,6 @@ class CausalTerms:
             above 0.5). ``total`` is not included.
 
         Example:
-            >>> import torch
             >>> t = torch.tensor(0.5)
             >>> m = CausalTerms(t, t, t, t, torch.tensor([[1.0, 0.0, 1.0, 1.0]])).metrics()
             >>> sorted(m)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from metacrl.regularizer.regularizer import MetaCRLRegularizer
+from metacrl.regularizer.module import MetaCRLModule
 
 __all__ = ["TaskFactors"]
 
@@ -29,11 +26,9 @@ class TaskFactors:
 
     Attributes:
         last_output: The head's output of the last forward made with these factors (set by
-            :class:`~metacrl.models.GatedModel`); ``reg.penalty`` uses it for the IRM penalty.
+            :class:`~metacrl.GatedModel`); ``reg.penalty`` uses it for the IRM penalty.
 
     Example:
-        >>> import torch
-        >>> from metacrl import MetaCRLRegularizer
         >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4)
         >>> task = reg.task(torch.randn(5, 8))
         >>> task.gates.shape, task.transform(torch.randn(3, 8)).shape
@@ -42,7 +37,7 @@ class TaskFactors:
 
     def __init__(
         self,
-        regularizer: MetaCRLRegularizer,
+        regularizer: MetaCRLModule,
         gates: Tensor | None = None,
         *,
         frozen: bool = False,
@@ -51,6 +46,22 @@ class TaskFactors:
         self.frozen = frozen
         self._gates = gates
         self.last_output: Tensor | None = None
+
+    @property
+    def state(self) -> Tensor:
+        """The gates (the :class:`~metacrl.typing.HeadTransform` state); see :attr:`gates`."""
+        return self.gates
+
+    def with_state(self, state: Tensor) -> TaskFactors:
+        """The same factors with gates ``state`` (e.g. one task's slice of a batch's gates).
+
+        Args:
+            state: Gates ``[..., num_factors]``.
+
+        Returns:
+            New factors of the same regularizer, frozen alike.
+        """
+        return TaskFactors(self.regularizer, state, frozen=self.frozen)
 
     @property
     def gates(self) -> Tensor:
@@ -77,8 +88,6 @@ class TaskFactors:
             ValueError: If the features are not ``[..., n, feature_dim]``.
 
         Example:
-            >>> import torch
-            >>> from metacrl import MetaCRLRegularizer
             >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4)
             >>> task = TaskFactors(reg, frozen=True)
             >>> task.prepare(torch.randn(5, 8))
@@ -107,8 +116,6 @@ class TaskFactors:
             ValueError: If the features are not ``[..., n, feature_dim]``.
 
         Example:
-            >>> import torch
-            >>> from metacrl import MetaCRLRegularizer
             >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, head_input="factors")
             >>> closed = TaskFactors(reg, torch.zeros(4))       # every gate shut
             >>> closed.transform(torch.randn(3, 8)).abs().sum().item()

@@ -35,7 +35,6 @@ def orthogonality_loss(xi: Tensor) -> Tensor:
         counted twice (``i, j`` and ``j, i``), as in the sum over ``i != j``.
 
     Example:
-        >>> import torch
         >>> float(orthogonality_loss(torch.eye(3)))
         0.0
         >>> float(orthogonality_loss(torch.tensor([[1.0, 1.0], [0.0, 1.0]])))  # 2 * cos(45°)
@@ -72,7 +71,6 @@ def spectral_norm_estimate(matrix: Tensor, iterations: int = 10) -> Tensor:
         A positive scalar.
 
     Example:
-        >>> import torch
         >>> round(float(spectral_norm_estimate(torch.eye(3))), 4)
         1.0
         >>> two_equal = torch.tensor([[1.0, 1.0], [0.0, 0.0]])  # both columns along e1
@@ -108,7 +106,6 @@ def gate_loss(gates: Tensor) -> Tensor:
         A scalar in ``[0, 1 + log 2]``.
 
     Example:
-        >>> import torch
         >>> round(float(gate_loss(torch.zeros(2, 4))), 4)
         0.0
         >>> round(float(gate_loss(torch.full((1, 4), 0.5))), 4)  # 0.5 + log 2
@@ -143,7 +140,6 @@ def irm_penalty(losses: Sequence[Tensor], outputs: Sequence[Tensor]) -> Tensor:
         stationary in the output scale).
 
     Example:
-        >>> import torch
         >>> o = torch.tensor([[2.0, 0.0]], requires_grad=True)
         >>> loss = torch.nn.functional.cross_entropy(o, torch.tensor([0]))
         >>> float(irm_penalty([loss], [o]).detach()) > 0
@@ -170,7 +166,6 @@ def vrex_penalty(losses: Sequence[Tensor] | Tensor) -> Tensor:
         The population variance (zero for a single task).
 
     Example:
-        >>> import torch
         >>> float(vrex_penalty(torch.tensor([1.0, 3.0])))
         1.0
     """

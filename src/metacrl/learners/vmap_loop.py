@@ -10,16 +10,14 @@ statistics); dropout draws different randomness per task. ``nn.BatchNorm`` layer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from metacrl.learners.inner_loop import LearningRates
-from metacrl.learners.losses import LossFn
-from metacrl.regularizer.factors import TaskFactors
+from metacrl.typing import HeadTransform, LearningRates, LossFn
 
 __all__ = ["check_vmappable", "vmapped_inner_loops"]
 
@@ -40,7 +38,6 @@ def check_vmappable(model: nn.Module) -> None:
             suggests :class:`~metacrl.models.TaskBatchNorm` or ``backend="func"``.
 
     Example:
-        >>> from torch import nn
         >>> from metacrl.models import TaskBatchNorm
         >>> check_vmappable(nn.Sequential(nn.Linear(2, 3), TaskBatchNorm(3)))  # accepted
         >>> check_vmappable(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)))
@@ -69,8 +66,7 @@ def vmapped_inner_loops(
     lr: LearningRates,
     first_order: bool,
     training: bool,
-    factors: Callable[[Tensor], TaskFactors] | None = None,
-    gates: Tensor | None = None,
+    transform: HeadTransform | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Adapt ``module``'s parameters ``names`` on ``T`` tasks at once; return query losses, outputs.
 
@@ -83,10 +79,9 @@ def vmapped_inner_loops(
         lr: Step size, or one tensor per adapted name (Meta-SGD).
         first_order: Treat inner gradients as constants.
         training: Keep the graph to the initial parameters (meta-training).
-        factors: Builds a task's :class:`TaskFactors` from its gates (MetaCRL), or ``None``
-            (the default: ``module`` is called without ``task``).
-        gates: The tasks' gates ``[T, num_factors]`` when ``factors`` is given (default:
-            ``None``).
+        transform: A head transform prepared on all ``T`` support sets at once (its ``state``
+            has a leading task axis); each task gets ``transform.with_state(state_t)`` as
+            ``module``'s ``task`` (default: ``None``: ``module`` is called without ``task``).
 
     Returns:
         Query losses ``[T]`` and query outputs ``[T, n_query, ...]``.
@@ -94,8 +89,6 @@ def vmapped_inner_loops(
     Example:
         Three regression tasks in one call; each equals :func:`inner_loop` on that task:
 
-        >>> import torch
-        >>> from torch import nn
         >>> from metacrl.learners import inner_loop
         >>> head, mse = nn.Linear(2, 1), nn.functional.mse_loss
         >>> x_s, y_s = torch.randn(3, 5, 2), torch.randn(3, 5, 1)
@@ -121,7 +114,7 @@ def vmapped_inner_loops(
     def solve(
         fast: dict[str, Tensor], x_s: Tensor, y_s: Tensor, x_q: Tensor, y_q: Tensor, w: Any
     ) -> tuple[Tensor, Tensor]:
-        kwargs = {} if factors is None else {"task": factors(w)}
+        kwargs = {} if transform is None else {"task": transform.with_state(w)}
 
         def support_loss(p: dict[str, Tensor]) -> Tensor:
             return loss_fn(functional_call(module, p, (x_s,), kwargs), y_s)
@@ -135,8 +128,9 @@ def vmapped_inner_loops(
         return loss_fn(out, y_q), out
 
     x_s, y_s, x_q, y_q = inputs
-    in_dims = (None, 0, 0, 0, 0, None if gates is None else 0)
+    state = None if transform is None else transform.state
+    in_dims = (None, 0, 0, 0, 0, None if state is None else 0)
     losses, outputs = vmap(solve, in_dims=in_dims, randomness="different")(
-        params, x_s, y_s, x_q, y_q, gates
+        params, x_s, y_s, x_q, y_q, state
     )
     return losses, outputs

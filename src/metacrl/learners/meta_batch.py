@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["MetaBatch", "Problem", "as_meta_batch"]
+from metacrl.typing import Problem
 
-Problem = Literal["classification", "regression"]
-"""The kind of task: ``"classification"`` (integer labels, scored by accuracy) or
-``"regression"`` (float targets, scored by MSE)."""
+__all__ = ["MetaBatch", "as_meta_batch"]
 
 _NAMES = ("x_spt", "y_spt", "x_qry", "y_qry")
 
@@ -34,7 +31,6 @@ class MetaBatch:
     and dtypes; the constructor itself checks nothing.
 
     Example:
-        >>> import torch
         >>> b = MetaBatch(torch.zeros(3, 5, 2), torch.zeros(3, 5, dtype=torch.long),
         ...               torch.zeros(3, 7, 2), torch.ones(3, 7, dtype=torch.long), num_labels=2)
         >>> b.num_tasks
@@ -67,7 +63,6 @@ class MetaBatch:
             IndexError: If ``t`` is out of range.
 
         Example:
-            >>> import torch
             >>> b = MetaBatch(torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.long),
             ...               torch.randn(2, 6, 3), torch.zeros(2, 6, dtype=torch.long), 1)
             >>> x_spt, y_spt, x_qry, y_qry = b.task(1)
@@ -84,7 +79,6 @@ class MetaBatch:
             same ``num_labels``.
 
         Example:
-            >>> import torch
             >>> x = torch.randn(1, 2, 3, requires_grad=True)
             >>> y = torch.zeros(1, 2, dtype=torch.long)
             >>> MetaBatch(x * 2, y, x * 2, y, 1).detach().x_spt.requires_grad
@@ -128,7 +122,6 @@ def as_meta_batch(
         ValueError: If shapes disagree, inputs are not finite, or labels are negative.
 
     Example:
-        >>> import torch
         >>> b = as_meta_batch(torch.zeros(2, 5, 3), torch.zeros(2, 5, dtype=torch.long),
         ...                   torch.zeros(2, 10, 3), torch.zeros(2, 10, dtype=torch.long),
         ...                   problem="classification", device=torch.device("cpu"),

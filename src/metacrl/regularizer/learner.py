@@ -1,28 +1,29 @@
-"""A reference learner with MetaCRL added: same interface, MetaCRL in training and testing."""
+"""A learner with MetaCRL added by ``reg.wrap(learner)``: the same interface, MetaCRL inside."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from metacrl.errors import NonFiniteLossError
-from metacrl.learners.base import Learner, MetaLearner
-from metacrl.learners.batch import MetaBatch
-from metacrl.learners.inner_loop import Predictor
-from metacrl.learners.outputs import EvalOutput, MetaStepOutput
-from metacrl.regularizer.causal import Environment
+from metacrl.learners import (
+    EvalOutput,
+    Learner,
+    MetaBatch,
+    MetaStepOutput,
+    PluggableLearner,
+    TaskFeatures,
+)
+from metacrl.learners.losses import TaskLoss
+from metacrl.regularizer.causal_step import causal_step
 from metacrl.regularizer.factors import TaskFactors
-from metacrl.regularizer.regularizer import MetaCRLRegularizer
+from metacrl.regularizer.module import MetaCRLModule
+from metacrl.typing import Predictor, TaskGather
 
-__all__ = ["MetaCRLLearner", "TaskGather"]
-
-TaskGather = Callable[[Sequence[Tensor]], list[Tensor]]
-"""Concatenate per-task tensors ``[T_local, ...]`` of all processes along the task axis, in
-rank order (see :func:`metacrl.distributed.all_gather_tasks`)."""
+__all__ = ["MetaCRLLearner"]
 
 
 class MetaCRLLearner(Learner):
@@ -41,8 +42,8 @@ class MetaCRLLearner(Learner):
     includes θ, ``Xi`` and ``f_gr``; the replay of earlier meta-batches is part of
     ``state_dict()``, so a resumed run continues exactly.
 
-    Attribute lookups that fail on the wrapper fall through to the base learner, so
-    ``wrapped.inner_steps`` or ``wrapped.task_loss`` work as on the learner itself.
+    The base learner stays reachable as :attr:`learner` (``wrapped.learner.inner_steps``);
+    the wrapper talks to it only through :class:`~metacrl.learners.PluggableLearner`.
 
     Data-parallel training (:mod:`metacrl.distributed`) sets :attr:`task_gather`: each process
     then adapts to its share of the meta-batch, but the causal step and the MetaCRL terms use
@@ -60,35 +61,31 @@ class MetaCRLLearner(Learner):
             are kept).
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from metacrl import ANIL, MetaCRLRegularizer
-        >>> from metacrl.models import FeatureHead
-        >>> model = FeatureHead(nn.Sequential(nn.Linear(4, 16), nn.ReLU()), nn.Linear(16, 3),
-        ...                     feature_dim=16)
-        >>> reg = MetaCRLRegularizer(feature_dim=16, num_factors=16, crl_steps=2)
+        >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=8, crl_steps=2)
         >>> learner = reg.wrap(ANIL(model, inner_lr=0.1, inner_steps=2))
-        >>> x, y = torch.randn(2, 6, 4), torch.randint(0, 3, (2, 6))
-        >>> out = learner.meta_step(x, y, x, y)
-        >>> sorted(k for k in out.metrics if k.startswith("crl/"))[:2]
-        ['crl/disentanglement', 'crl/gate_mean']
+        >>> out = learner.meta_step(x, y, x, y)       # causal steps on Xi, f_gr; then θ's loss
+        >>> out.loss.backward()
+        >>> sorted(out.metrics)
+        ['crl/disentanglement', 'crl/gate_mean', 'crl/gates_open', 'crl/invariance', 'crl/task']
+        >>> learner.evaluate(x, y, x, y).task_scores.shape      # gates used at test too
+        torch.Size([2])
+        >>> [kind for kind, _ in learner.get_extra_state()["replay"]]   # saved with state_dict
+        ['environments']
     """
 
-    def __init__(self, learner: MetaLearner, regularizer: MetaCRLRegularizer) -> None:
+    def __init__(self, learner: PluggableLearner, regularizer: MetaCRLModule) -> None:
         super().__init__()
         self.learner = learner
         self.regularizer = regularizer
         # earlier meta-batches: their environments (features as computed then), or the batches
         # themselves when the regularizer refreshes their features every step
-        self._replay: deque[list[Environment] | MetaBatch] = deque(maxlen=regularizer.replay)
+        self._replay: deque[list[TaskFeatures] | MetaBatch] = deque(maxlen=regularizer.replay)
         self.task_gather: TaskGather | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            learner = super().__getattr__("learner")
-            return getattr(learner, name)
+    @property
+    def task_loss(self) -> TaskLoss:
+        """The base learner's task loss."""
+        return self.learner.task_loss
 
     # ------------------------------------------------------------------ interface
     def meta_step(
@@ -111,29 +108,13 @@ class MetaCRLLearner(Learner):
             ValueError: If the meta-batch is malformed (see :meth:`MetaLearner.meta_step`).
             NonFiniteLossError: If the mean query loss, the causal objective (alternating
                 mode) or the joint loss (joint mode) is NaN or infinite.
-
-        Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl import MAML, MetaCRLRegularizer
-            >>> from metacrl.models import FeatureHead
-            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
-            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
-            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
-            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
-            >>> out = learner.meta_step(x, y, x, y)   # causal step on Xi, f_gr, then θ's loss
-            >>> out.loss.backward()
-            >>> sorted(out.metrics)
-            ['crl/disentanglement', 'crl/gate_mean', 'crl/gates_open', 'crl/invariance', 'crl/task']
         """
         base = self.learner
         batch = base.as_batch(x_spt, y_spt, x_qry, y_qry)
-        if not base._can_share_features():
-            return self._upper_level(batch, base.environments(batch))
-        with base._shared_features(batch) as current:  # one backbone pass serves both
+        with base.shared_task_features(batch) as current:  # one backbone pass serves both
             return self._upper_level(batch, current)
 
-    def _upper_level(self, batch: MetaBatch, current: list[Environment]) -> MetaStepOutput:
+    def _upper_level(self, batch: MetaBatch, current: list[TaskFeatures]) -> MetaStepOutput:
         reg, base = self.regularizer, self.learner
         joint = reg.mode == "joint"
         # replayed batches were checked when they were current
@@ -141,12 +122,12 @@ class MetaCRLLearner(Learner):
         if self.task_gather is not None:  # data-parallel: the whole meta-batch's environments
             current, num_labels = self._gather_environments(current, batch.num_labels)
             loss_fn = base.task_loss.checked(num_labels)
-        envs = current + self._replayed_environments()
+        envs = current + self.replayed_environments()
         metrics: dict[str, float] = {}
         if not joint:
-            terms = reg.causal_step(envs, base.head_task, loss_fn)
+            terms = causal_step(reg, envs, base.head_task, loss_fn)
             metrics.update(terms.metrics())
-        out = base._meta_step(batch, lambda: TaskFactors(reg, frozen=not joint))
+        out = base.meta_step_on(batch, lambda: TaskFactors(reg, frozen=not joint))
         if joint:
             terms = reg.causal_objective(envs, base.head_task, loss_fn)
             out.loss = out.loss + reg.lambda_inv * terms.invariance + terms.disentanglement
@@ -170,7 +151,7 @@ class MetaCRLLearner(Learner):
         y_qry: Tensor,
         inner_steps: int | None = None,
     ) -> EvalOutput:
-        """Meta-test with the task gates (see :meth:`MetaLearner.evaluate`).
+        """Meta-test with the task gates (see :meth:`~metacrl.learners.Learner.evaluate`).
 
         ``Xi`` and ``f_gr`` are used as they are (no causal step) and nothing is added to the
         replay.
@@ -185,25 +166,12 @@ class MetaCRLLearner(Learner):
 
         Returns:
             Per-task query losses and scores, without any graph.
-
-        Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl import MAML, MetaCRLRegularizer
-            >>> from metacrl.models import FeatureHead
-            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
-            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
-            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
-            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
-            >>> out = learner.evaluate(x, y, x, y)
-            >>> out.task_scores.shape
-            torch.Size([2])
         """
         batch = self.learner.as_batch(x_spt, y_spt, x_qry, y_qry)
-        return self.learner._evaluate(batch, self._frozen_factors, inner_steps)
+        return self.learner.evaluate_on(batch, self._frozen_factors, inner_steps)
 
     def adapt(self, x_spt: Tensor, y_spt: Tensor, inner_steps: int | None = None) -> Predictor:
-        """Adapt to one task with its gates (see :meth:`MetaLearner.adapt`).
+        """Adapt to one task with its gates (see :meth:`~metacrl.learners.Learner.adapt`).
 
         Args:
             x_spt: One task's support inputs ``[n_support, ...]`` (no task axis); its gates
@@ -214,29 +182,16 @@ class MetaCRLLearner(Learner):
 
         Returns:
             The adapted, gated model as a function of query inputs ``[n, ...]``.
-
-        Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl import MAML, MetaCRLRegularizer
-            >>> from metacrl.models import FeatureHead
-            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
-            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
-            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
-            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
-            >>> predict = learner.adapt(x[0], y[0])
-            >>> predict(torch.randn(5, 4)).shape
-            torch.Size([5, 3])
         """
-        return self.learner._adapt_one(x_spt, y_spt, self._frozen_factors(), inner_steps)
+        return self.learner.adapt(x_spt, y_spt, inner_steps, transform=self._frozen_factors())
 
     # ------------------------------------------------------------------ internals
     def _frozen_factors(self) -> TaskFactors:
         return TaskFactors(self.regularizer, frozen=True)
 
     def _gather_environments(
-        self, envs: list[Environment], num_labels: int
-    ) -> tuple[list[Environment], int]:
+        self, envs: list[TaskFeatures], num_labels: int
+    ) -> tuple[list[TaskFeatures], int]:
         """All processes' environments of the current meta-batch, and their label count."""
         assert self.task_gather is not None
         s_feat, y_spt, q_feat, y_qry = self.task_gather(
@@ -247,7 +202,9 @@ class MetaCRLLearner(Learner):
         )
         if num_labels:  # classification: the largest label of the whole meta-batch
             num_labels = 1 + int(torch.maximum(y_spt.max(), y_qry.max()))
-        gathered = [Environment(*parts) for parts in zip(s_feat, y_spt, q_feat, y_qry, strict=True)]
+        gathered = [
+            TaskFeatures(*parts) for parts in zip(s_feat, y_spt, q_feat, y_qry, strict=True)
+        ]
         return gathered, num_labels
 
     def _gather_batch(self, batch: MetaBatch) -> MetaBatch:
@@ -260,11 +217,17 @@ class MetaCRLLearner(Learner):
         num_labels = batch.num_labels and 1 + int(torch.maximum(y_spt.max(), y_qry.max()))
         return MetaBatch(x_spt, y_spt, x_qry, y_qry, num_labels).detach()
 
-    def _replayed_environments(self) -> list[Environment]:
-        envs: list[Environment] = []
+    def replayed_environments(self) -> list[TaskFeatures]:
+        """The replayed meta-batches' tasks, oldest first, as the next causal step sees them.
+
+        Returns:
+            The tasks' features: as computed when their batch was current, or recomputed now
+            with the current backbone (``refresh_replay=True``).
+        """
+        envs: list[TaskFeatures] = []
         for earlier in self._replay:
             envs.extend(
-                self.learner.environments(earlier) if isinstance(earlier, MetaBatch) else earlier
+                self.learner.task_features(earlier) if isinstance(earlier, MetaBatch) else earlier
             )
         return envs
 
@@ -278,19 +241,6 @@ class MetaCRLLearner(Learner):
             features, y_spt, query features, y_qry), ...])`` per replayed meta-batch, or
             ``("batch", (x_spt, y_spt, x_qry, y_qry, num_labels))`` with
             ``refresh_replay=True``.
-
-        Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl import MAML, MetaCRLRegularizer
-            >>> from metacrl.models import FeatureHead
-            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
-            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
-            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
-            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
-            >>> _ = learner.meta_step(x, y, x, y)
-            >>> [kind for kind, _ in learner.get_extra_state()["replay"]]
-            ['environments']
         """
         entries: list[tuple[str, Any]] = []
         for item in self._replay:
@@ -316,28 +266,10 @@ class MetaCRLLearner(Learner):
         Args:
             state: What :meth:`get_extra_state` returned (a missing ``"replay"`` key restores
                 an empty replay).
-
-        Example:
-            >>> import torch
-            >>> from torch import nn
-            >>> from metacrl import MAML, MetaCRLRegularizer
-            >>> from metacrl.models import FeatureHead
-            >>> model = FeatureHead(nn.Linear(4, 8), nn.Linear(8, 3), feature_dim=8)
-            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, crl_steps=1)
-            >>> learner = reg.wrap(MAML(model, inner_lr=0.1, inner_steps=1))
-            >>> x, y = torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6)
-            >>> _ = learner.meta_step(x, y, x, y)
-            >>> state = learner.get_extra_state()
-            >>> learner.set_extra_state({})
-            >>> len(learner.get_extra_state()["replay"])
-            0
-            >>> learner.set_extra_state(state)
-            >>> len(learner.get_extra_state()["replay"])
-            1
         """
         self._replay.clear()
         for kind, value in state.get("replay", []):
             if kind == "batch":
                 self._replay.append(MetaBatch(*value))
             else:
-                self._replay.append([Environment(*env) for env in value])
+                self._replay.append([TaskFeatures(*env) for env in value])
