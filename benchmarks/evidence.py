@@ -1,9 +1,9 @@
 """Accuracy evidence: the validation sweep, the main grid and the ablations, with their tables.
 
-Each run meta-trains one learner (``metacrl.train.Trainer``, as ``metacrl train`` does) and
-stores its result as JSON in ``benchmarks/results/<suite>/<run>.json``. Finished runs are skipped,
-so a suite can be stopped and continued, split across processes (``--part i/n``), and
-re-reported at any time:
+Each run meta-trains one learner (built by ``metacrl.cli.build.build_trainer``, as ``metacrl
+train`` does) and stores its result as JSON in ``benchmarks/results/<suite>/<run>.json``.
+Finished runs are skipped, so a suite can be stopped and continued, split across processes
+(``--part i/n``), and re-reported at any time:
 
     python benchmarks/evidence.py run sweep  --part 1/2     # MetaCRL settings, validation split
     python benchmarks/evidence.py run grid   --arms base oracle
@@ -178,15 +178,15 @@ def _priority(run: Run) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- running
 def execute(run: Run) -> dict[str, Any]:
+    from metacrl.cli.build import build_trainer
     from metacrl.cli.config import TrainConfig
-    from metacrl.train import Trainer
 
     settings = {**COMMON, **run.settings, "seed": run.seed, "out": str(RUNS)}
     if run.settings.get("dataset") == "sinusoid":
         settings["ways"] = 1
     cfg = TrainConfig(**settings).resolved()
     folder = RUNS / run.suite / run.id
-    trainer = Trainer(cfg, run.metacrl, folder, torch.device("cpu"), progress=False)
+    trainer = build_trainer(cfg, run.metacrl, folder, progress=False)
     trainer.resume()
     start = time.perf_counter()
     trainer.train()
@@ -310,10 +310,10 @@ def report_grid() -> list[str]:
         "",
         "Test accuracy (%) over 600 episodes, mean ± 95% CI over seeds. The oracle is the base",
         "learner trained without confounders (rho 0). Gain: + MetaCRL minus base, paired by seed",
-        "(a seed's runs share the initialisation and the task stream). Recovered: the fraction of",
-        "the base learner's drop from the oracle that MetaCRL wins back. Target: the paired gain's",
-        "lower 95% bound is at least half the drop (gain > 0 only: the bound is above 0 but",
-        "below half the drop).",
+        "(the runs of a seed share the initialisation and the task stream). Recovered: the",
+        "fraction of the base learner's drop from the oracle that MetaCRL wins back. Target: the",
+        "paired gain's lower 95% bound is at least half the drop (gain > 0 only: the bound is",
+        "above 0 but below half the drop).",
         "",
         "| shots | learner | base | + MetaCRL | oracle (rho 0) | gain (paired) | recovered "
         "| target |",

@@ -1,19 +1,55 @@
-"""Build the datasets, model and learner that a :class:`TrainConfig` describes."""
+"""Build what a :class:`TrainConfig` describes: datasets, model, learner and trainer."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from torch import nn
 
 from metacrl.cli.config import ConfigError, TrainConfig
-from metacrl.learners import ANIL, MAML, Learner, MetaLearner, MetaSGD, ProtoNet
-from metacrl.learners.losses import LossName
+from metacrl.data import ConfoundedShapes, MiniImagenet, Sinusoid
+from metacrl.learners import ANIL, MAML, Learner, MetaSGD, ProtoNet
 from metacrl.models import MLP, Conv4, ResNet12
 from metacrl.regularizer import MetaCRLRegularizer
+from metacrl.train import StopRequest, Trainer, TrainSettings
+from metacrl.typing import LossName, Split
 
-__all__ = ["build_dataset", "build_learner", "build_model", "pick_device"]
+if TYPE_CHECKING:
+    from metacrl.distributed import DistributedContext
+
+__all__ = [
+    "TEST_SEED",
+    "VAL_SEED",
+    "arm_label",
+    "build_dataset",
+    "build_learner",
+    "build_model",
+    "build_trainer",
+    "pick_device",
+    "train_settings",
+]
+
+VAL_SEED = 10_000
+"""Seed of the validation episodes (the same for every ``--seed``)."""
+TEST_SEED = 20_000
+"""Seed of the test episodes (the same for every ``--seed``)."""
+
+_LABELS = {"maml": "MAML", "anil": "ANIL", "metasgd": "Meta-SGD", "protonet": "ProtoNet"}
+_GRADIENT_LEARNERS: dict[str, type[MAML] | type[ANIL]] = {
+    "maml": MAML,
+    "anil": ANIL,
+    "metasgd": MetaSGD,
+}
+
+T = TypeVar("T")
+
+
+def _filled(value: T | None, name: str) -> T:
+    """``value``, which :meth:`TrainConfig.resolved` fills in."""
+    if value is None:
+        raise ConfigError(f"{name} is not set: build from TrainConfig(...).resolved()")
+    return value
 
 
 def pick_device(name: str) -> torch.device:
@@ -44,12 +80,33 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def build_dataset(cfg: TrainConfig, mode: str, tasks: int, seed: int) -> Any:
-    """Return the task dataset of ``mode`` (``train``/``val``/``test``) with ``tasks`` episodes.
+def arm_label(cfg: TrainConfig, metacrl: bool) -> str:
+    """Return the table name of a run, e.g. ``"MAML + MetaCRL"``.
+
+    Args:
+        cfg: The run's configuration (its learner and ``first_order``).
+        metacrl: Whether the run uses MetaCRL.
+
+    Returns:
+        The learner's name, then ``(FO)`` for a first-order gradient learner and
+        ``+ MetaCRL`` for a MetaCRL run.
+
+    Example:
+        >>> arm_label(TrainConfig(learner="anil", first_order=True), metacrl=True)
+        'ANIL (FO) + MetaCRL'
+    """
+    first = " (FO)" if cfg.first_order and cfg.learner != "protonet" else ""
+    return _LABELS[cfg.learner] + first + (" + MetaCRL" if metacrl else "")
+
+
+def build_dataset(
+    cfg: TrainConfig, split: Split, tasks: int, seed: int
+) -> ConfoundedShapes | MiniImagenet | Sinusoid:
+    """Return the task dataset of ``split`` with ``tasks`` episodes.
 
     Args:
         cfg: A resolved configuration; its dataset, task shape and confounding settings are used.
-        mode: ``"train"``, ``"val"`` or ``"test"`` (sinusoid has no splits and ignores it).
+        split: ``"train"``, ``"val"`` or ``"test"`` (sinusoid has no splits and ignores it).
         tasks: The number of episodes (the dataset's ``batchsz``).
         seed: The seed of the task stream.
 
@@ -57,42 +114,43 @@ def build_dataset(cfg: TrainConfig, mode: str, tasks: int, seed: int) -> Any:
         A :class:`~metacrl.data.ConfoundedShapes`, :class:`~metacrl.data.Sinusoid` or
         :class:`~metacrl.data.MiniImagenet`.
 
+    Raises:
+        ConfigError: If ``cfg`` is not resolved.
+
     Example:
         >>> ds = build_dataset(TrainConfig().resolved(), "test", tasks=10, seed=0)
         >>> type(ds).__name__, len(ds), ds.confounder_of(0) is None
         ('ConfoundedShapes', 10, True)
     """
-    from metacrl.data import ConfoundedShapes, MiniImagenet, Sinusoid
-
     if cfg.dataset == "sinusoid":
         return Sinusoid(batchsz=tasks, k_shot=cfg.shots, k_query=cfg.queries, seed=seed)
+    size = _filled(cfg.image_size, "image_size")
     if cfg.dataset == "confounded-shapes":
         return ConfoundedShapes(
-            mode=mode,
+            mode=split,
             n_way=cfg.ways,
             k_shot=cfg.shots,
             k_query=cfg.queries,
             rho=cfg.rho,
             confounder=cfg.confounder,
-            image_size=cfg.image_size or 32,
+            image_size=size,
             batchsz=tasks,
             meta_batch_size=cfg.meta_batch,
             seed=seed,
         )
-    assert cfg.data_root is not None
     return MiniImagenet(
-        cfg.data_root,
-        mode=mode,
+        _filled(cfg.data_root, "data_root"),
+        mode=split,
         n_way=cfg.ways,
         k_shot=cfg.shots,
         k_query=cfg.queries,
         batchsz=tasks,
-        resize=cfg.image_size or 84,
+        resize=size,
         seed=seed,
     )
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
+def build_model(cfg: TrainConfig) -> Conv4 | ResNet12 | MLP:
     """Return the backbone with a head of ``ways`` outputs (1 for sinusoid).
 
     Args:
@@ -102,20 +160,24 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         A :class:`~metacrl.models.Conv4`, :class:`~metacrl.models.ResNet12` or
         :class:`~metacrl.models.MLP`.
 
+    Raises:
+        ConfigError: If ``cfg`` is not resolved.
+
     Example:
         >>> build_model(TrainConfig(hidden=16).resolved()).feature_dim   # Conv4-16 at 32x32
         64
     """
-    size = cfg.image_size or 32
-    running = cfg.backend != "vmap"  # vmap takes TaskBatchNorm, which keeps no running stats
-    if cfg.backbone == "mlp":
+    backbone = _filled(cfg.backbone, "backbone")
+    if backbone == "mlp":
         return MLP()
-    if cfg.backbone == "resnet12":
+    size = _filled(cfg.image_size, "image_size")
+    running = cfg.backend != "vmap"  # vmap takes TaskBatchNorm, which keeps no running stats
+    if backbone == "resnet12":
         return ResNet12(n_way=cfg.ways, image_size=size, track_running_stats=running)
     return Conv4(hidden=cfg.hidden, n_way=cfg.ways, image_size=size, track_running_stats=running)
 
 
-def build_learner(cfg: TrainConfig, model: nn.Module, metacrl: bool) -> Learner:
+def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool) -> Learner:
     """Return the configured learner on ``model``, wrapped by MetaCRL when ``metacrl``.
 
     Args:
@@ -127,44 +189,128 @@ def build_learner(cfg: TrainConfig, model: nn.Module, metacrl: bool) -> Learner:
     Returns:
         The learner, plain or wrapped.
 
+    Raises:
+        ConfigError: If ``cfg`` is not resolved.
+
     Example:
         >>> cfg = TrainConfig(hidden=16).resolved()
         >>> learner = build_learner(cfg, build_model(cfg), metacrl=True)
         >>> type(learner).__name__, learner.regularizer.num_factors
         ('MetaCRLLearner', 64)
     """
-    loss: LossName = "mse" if cfg.dataset == "sinusoid" else "cross_entropy"
-    learner: MetaLearner
+    learner: MAML | ANIL | MetaSGD | ProtoNet
     if cfg.learner == "protonet":
         learner = ProtoNet(model)
     else:
-        classes: dict[str, type[MAML] | type[ANIL]] = {
-            "maml": MAML,
-            "anil": ANIL,
-            "metasgd": MetaSGD,
-        }
-        learner = classes[cfg.learner](
+        loss: LossName = "mse" if cfg.metric == "mse" else "cross_entropy"
+        learner = _GRADIENT_LEARNERS[cfg.learner](
             model,
-            inner_lr=float(cfg.inner_lr or 0.01),
+            inner_lr=_filled(cfg.inner_lr, "inner_lr"),
             inner_steps=cfg.inner_steps,
             first_order=cfg.first_order,
             test_inner_steps=cfg.test_inner_steps,
             loss=loss,
-            backend=cfg.backend,  # type: ignore[arg-type]
+            backend=cfg.backend,
         )
-    if metacrl:
-        feature_dim = int(model.feature_dim)  # type: ignore[arg-type]
-        reg = MetaCRLRegularizer(
-            feature_dim=feature_dim,
-            num_factors=cfg.num_factors or feature_dim,
-            lambda_orth=cfg.lambda_orth,
-            lambda_gate=cfg.lambda_gate,
-            lambda_inv=cfg.lambda_inv,
-            invariance=cfg.invariance,  # type: ignore[arg-type]
-            mode=cfg.mode,  # type: ignore[arg-type]
-            crl_steps=cfg.crl_steps,
-            replay=cfg.replay,
-            use_gates=cfg.gates,
-        )
-        return reg.wrap(learner)
-    return learner
+    if not metacrl:
+        return learner
+    regularizer = MetaCRLRegularizer(
+        feature_dim=model.feature_dim,
+        num_factors=cfg.num_factors or model.feature_dim,
+        lambda_orth=cfg.lambda_orth,
+        lambda_gate=cfg.lambda_gate,
+        lambda_inv=cfg.lambda_inv,
+        invariance=cfg.invariance,
+        mode=cfg.mode,
+        crl_steps=cfg.crl_steps,
+        replay=cfg.replay,
+        use_gates=cfg.gates,
+    )
+    return regularizer.wrap(learner)
+
+
+def train_settings(cfg: TrainConfig, metacrl: bool) -> TrainSettings:
+    """Return the trainer's settings of one run of ``cfg``.
+
+    Args:
+        cfg: A resolved configuration; all of it becomes the settings' ``config`` (what a
+            resumed run must match).
+        metacrl: Whether the run uses MetaCRL (for its label).
+
+    Returns:
+        The iterations, meta-batch, meta learning rate, validation period, workers, metric,
+        label and configuration.
+
+    Example:
+        >>> settings = train_settings(TrainConfig(dataset="sinusoid"), metacrl=False)
+        >>> settings.metric, settings.label, settings.config["dataset"]
+        ('mse', 'MAML', 'sinusoid')
+    """
+    return TrainSettings(
+        iterations=cfg.iterations,
+        meta_batch=cfg.meta_batch,
+        meta_lr=cfg.meta_lr,
+        val_every=cfg.val_every,
+        workers=cfg.workers,
+        metric=cfg.metric,
+        label=arm_label(cfg, metacrl),
+        config=cfg.as_dict(),
+    )
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    metacrl: bool,
+    run_dir: str | Path,
+    *,
+    stop: StopRequest | None = None,
+    progress: bool = True,
+    dist: DistributedContext | None = None,
+) -> Trainer:
+    """Return the trainer of one run of ``cfg`` (what ``metacrl train`` runs per arm).
+
+    Seeds torch with ``cfg.seed``, then builds the model, the learner (wrapped by MetaCRL when
+    ``metacrl``) and the datasets: ``iterations * meta_batch`` training tasks from ``cfg.seed``,
+    ``val_tasks`` and ``test_tasks`` episodes from :data:`VAL_SEED` and :data:`TEST_SEED`. So
+    both arms of a run start from the same initialisation and see the same tasks.
+
+    Args:
+        cfg: A resolved configuration.
+        metacrl: Train with MetaCRL.
+        run_dir: Folder of this run.
+        stop: The stop request checked after every meta-step (default: a new one, never set).
+        progress: Show a progress bar (default ``True``; only on rank 0).
+        dist: The process group, whose device is used (default: one process on the CPU).
+
+    Returns:
+        The trainer; nothing is written yet.
+
+    Raises:
+        ConfigError: If ``cfg`` is not resolved.
+        ValueError: If the data or the model reject the settings, or ``cfg.meta_batch`` does
+            not split evenly over the processes.
+        OSError: If the data cannot be read.
+
+    Example:
+        >>> import tempfile
+        >>> cfg = TrainConfig(ways=2, queries=1, hidden=4, image_size=16, meta_batch=2,
+        ...                   iterations=2, val_tasks=2, test_tasks=2).resolved()
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     trainer = build_trainer(cfg, metacrl=True, run_dir=d, progress=False)
+        >>> trainer.label, len(trainer.train_set), trainer.settings.config == cfg.as_dict()
+        ('MAML + MetaCRL', 4, True)
+    """
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    learner = build_learner(cfg, model, metacrl)
+    return Trainer(
+        learner,
+        build_dataset(cfg, "train", cfg.iterations * cfg.meta_batch, cfg.seed),
+        build_dataset(cfg, "val", cfg.val_tasks, VAL_SEED),
+        build_dataset(cfg, "test", cfg.test_tasks, TEST_SEED),
+        train_settings(cfg, metacrl),
+        run_dir,
+        stop=stop,
+        progress=progress,
+        dist=dist,
+    )

@@ -1,26 +1,61 @@
-"""The settings of a training run: defaults, a TOML config file and command-line overrides."""
+"""The settings of a training run: their types, help, defaults and checks.
+
+Each setting is a :class:`TrainConfig` field whose metadata holds its help text (and, for
+numbers, its allowed range). ``metacrl train --help``, the class's ``Attributes`` and the
+options table of ``docs/cli.md`` are all made from it (see :mod:`metacrl.cli.options`); the
+config file and the command line are read by :mod:`metacrl.cli.sources`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    NamedTuple,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
-__all__ = ["DATASETS", "LEARNERS", "BACKBONES", "ConfigError", "TrainConfig", "load_config"]
+from metacrl.typing import Backend, ConfounderKind, Invariance, Schedule
+from metacrl.validation import check_choice, check_float, check_int, check_probability
 
-DATASETS = ("confounded-shapes", "sinusoid", "miniimagenet")
+if TYPE_CHECKING:
+    from metacrl.train.settings import Metric
+
+__all__ = [
+    "BackboneName",
+    "ConfigError",
+    "DatasetName",
+    "LearnerName",
+    "OptionType",
+    "TrainConfig",
+    "check_values",
+    "config_errors",
+    "config_keys",
+    "dataset_default",
+    "describe_default",
+    "option_flag",
+    "option_help",
+    "option_type",
+]
+
+DatasetName = Literal["confounded-shapes", "sinusoid", "miniimagenet"]
 """The values of ``--dataset``."""
-LEARNERS = ("maml", "anil", "metasgd", "protonet")
+LearnerName = Literal["maml", "anil", "metasgd", "protonet"]
 """The values of ``--learner``."""
-BACKBONES = ("conv4", "resnet12", "mlp")
+BackboneName = Literal["conv4", "resnet12", "mlp"]
 """The values of ``--backbone``."""
-INVARIANCES = ("irm", "vrex")
-SCHEDULES = ("alternating", "joint")
-CONFOUNDERS = ("switch", "fixed", "task")
-BACKENDS = ("func", "higher", "vmap")
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -31,8 +66,93 @@ class ConfigError(ValueError):
         ...     TrainConfig(learner="reptile").resolved()
         ... except ConfigError as err:
         ...     print(err)
-        unknown learner 'reptile': choose one of maml, anil, metasgd, protonet
+        --learner must be one of 'maml', 'anil', 'metasgd', 'protonet', got 'reptile'
     """
+
+
+@contextmanager
+def config_errors(source: str = "") -> Iterator[None]:
+    """Turn a ``ValueError``, ``TypeError`` or ``OSError`` inside into a :class:`ConfigError`.
+
+    The one place where the argument checks of :mod:`metacrl.validation` (and the errors of
+    the objects the settings build) become the one-line errors of the command line.
+
+    Args:
+        source: Put before the message, e.g. ``"config file run.toml: "`` (default: nothing).
+
+    Yields:
+        Nothing; the body runs inside.
+
+    Raises:
+        ConfigError: The error raised inside, with its message (a ``ConfigError`` passes).
+
+    Example:
+        >>> with config_errors("run.toml: "):
+        ...     check_int("--ways", 0)
+        Traceback (most recent call last):
+            ...
+        metacrl.cli.config.ConfigError: run.toml: --ways must be an integer >= 1, got 0
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, OSError) as err:
+        raise ConfigError(f"{source}{err}") from err
+
+
+# ---------------------------------------------------------------- dataset-dependent defaults
+_BY_DATASET: Mapping[str, Mapping[DatasetName, Any]] = types.MappingProxyType(
+    {
+        "backbone": {"confounded-shapes": "conv4", "sinusoid": "mlp", "miniimagenet": "conv4"},
+        "image_size": {"confounded-shapes": 32, "sinusoid": 32, "miniimagenet": 84},
+        "inner_lr": {"confounded-shapes": 0.05, "sinusoid": 0.01, "miniimagenet": 0.01},
+    }
+)
+_BY_LEARNER: Mapping[str, Mapping[LearnerName, Any]] = types.MappingProxyType(
+    {"inner_lr": {"anil": 0.1}}
+)
+_METRIC: Mapping[DatasetName, Metric] = types.MappingProxyType(
+    {"confounded-shapes": "accuracy", "sinusoid": "mse", "miniimagenet": "accuracy"}
+)
+
+
+def dataset_default(name: str, dataset: DatasetName, learner: LearnerName) -> Any:
+    """Return the default of a setting that depends on the dataset (and maybe the learner).
+
+    The one home of those rules: :meth:`TrainConfig.resolved` fills ``None`` settings from
+    it, and :func:`describe_default` describes it for ``--help`` and the docs.
+
+    Args:
+        name: ``"backbone"``, ``"image_size"`` or ``"inner_lr"``.
+        dataset: The dataset.
+        learner: The learner (ANIL has its own ``inner_lr``).
+
+    Returns:
+        The default value.
+
+    Raises:
+        KeyError: If ``name`` does not depend on the dataset.
+
+    Example:
+        >>> dataset_default("inner_lr", "sinusoid", "maml")
+        0.01
+        >>> dataset_default("inner_lr", "sinusoid", "anil")
+        0.1
+    """
+    by_learner = _BY_LEARNER.get(name, {})
+    return by_learner[learner] if learner in by_learner else _BY_DATASET[name][dataset]
+
+
+# ---------------------------------------------------------------- the settings
+def _option(default: T, help_text: str, **rules: Any) -> T:
+    """A :class:`TrainConfig` field: its default, help text and value rules.
+
+    ``rules``: ``minimum`` (integers; default 1), ``above`` / ``at_least`` / ``probability``
+    (numbers), ``default_text`` (the default in words, when it is ``None``) and ``metavar``
+    (the argument's name in ``--help``, for a plain string).
+    """
+    return dataclasses.field(default=default, metadata={"help": help_text, **rules})
 
 
 @dataclass
@@ -40,57 +160,9 @@ class TrainConfig:
     """Every setting of ``metacrl train``; the config file's keys are these names.
 
     Each field is also a command-line option (``inner_lr`` is ``--inner-lr``). ``None`` means
-    "the dataset's default" where noted; :meth:`resolved` fills those in and checks every value.
-
-    Attributes:
-        dataset: ``"confounded-shapes"`` (default), ``"sinusoid"`` or ``"miniimagenet"``.
-        data_root: The miniImageNet folder (``images/`` plus ``train/val/test.csv``, or the
-            ``mini-imagenet-cache-*.pkl`` files); required for ``miniimagenet``.
-        learner: ``"maml"`` (default), ``"anil"``, ``"metasgd"`` or ``"protonet"``.
-        backbone: ``"conv4"``, ``"resnet12"`` or ``"mlp"`` (default ``None``: ``conv4`` for
-            images, ``mlp`` for sinusoid).
-        hidden: Channels of each Conv4 block (default 32, MAML's; 64 is ProtoNet's).
-        image_size: Image side in pixels (default ``None``: 32 for confounded-shapes, 84 for
-            miniimagenet).
-        metacrl: ``True`` trains only with MetaCRL, ``False`` only without (default ``None``:
-            both, side by side, from the same initialisation and task stream).
-        ways: Classes per task, N (default 5).
-        shots: Support examples per class, K (default 1).
-        queries: Query examples per class (default 15).
-        inner_lr: Inner-loop step size (default ``None``: 0.05 on confounded-shapes, 0.01
-            otherwise, 0.1 for ANIL).
-        inner_steps: Inner-loop steps in meta-training (default 3).
-        test_inner_steps: Inner-loop steps at validation and test (default ``None``:
-            ``inner_steps``).
-        meta_batch: Tasks per meta-batch (default 4).
-        iterations: Meta-iterations, i.e. meta-batches (default 300).
-        meta_lr: Adam learning rate of the meta-update (default 1e-3).
-        first_order: First-order meta-gradients (default ``False``: second order).
-        backend: Inner-loop backend, ``"func"`` (default), ``"higher"`` or ``"vmap"`` (all
-            tasks of a meta-batch in one vectorised inner loop; MAML, ANIL and Meta-SGD; the
-            backbone's BatchNorm then keeps no running statistics).
-        rho: ConfoundedShapes: probability that the batch's nuisance follows the label
-            (default 0.9; 0 is the unconfounded oracle).
-        confounder: ConfoundedShapes: ``"switch"`` (default), ``"fixed"`` or ``"task"``.
-        num_factors: MetaCRL: number of factors ``M`` (default ``None``: the backbone's
-            ``feature_dim``).
-        lambda_inv: MetaCRL: weight of the invariance penalty (default 1.0).
-        lambda_orth: MetaCRL: weight of the orthogonality term (default 1e-3).
-        lambda_gate: MetaCRL: weight of the gate term (default 0.1).
-        invariance: MetaCRL: ``"vrex"`` (default: the validation sweep's winner, see
-            ``docs/results.md``) or ``"irm"`` (the library's default, as in the paper).
-        mode: MetaCRL: schedule, ``"alternating"`` (default) or ``"joint"``.
-        crl_steps: MetaCRL: causal steps per meta-iteration, alternating mode (default 5).
-        replay: MetaCRL: earlier meta-batches used as extra environments (default 3).
-        gates: MetaCRL: per-task factor gates (default ``True``; ``False`` is the ablation
-            with every gate open).
-        val_every: Validate (and checkpoint) every this many iterations (default 100).
-        val_tasks: Validation episodes (default 100).
-        test_tasks: Test episodes of the final table (default 200).
-        workers: Data-loading worker processes (default 0).
-        device: ``"auto"`` (default: CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        seed: Seed of the initialisation and the task stream (default 0).
-        out: Output folder (default ``"runs/metacrl"``).
+    a default that depends on other settings, e.g. the dataset's; :meth:`resolved` fills those
+    in and checks every value. The ``Attributes`` section is generated at import from each
+    field's help text (:func:`option_help`), as are ``--help`` and the docs' options table.
 
     Example:
         >>> cfg = TrainConfig(learner="anil", shots=5).resolved()
@@ -98,57 +170,113 @@ class TrainConfig:
         (0.1, 'conv4', 32, [False, True])
     """
 
-    dataset: str = "confounded-shapes"
-    data_root: str | None = None
-    learner: str = "maml"
-    backbone: str | None = None  # conv4 for images, mlp for sinusoid
-    hidden: int = 32
-    image_size: int | None = None  # 32 for confounded-shapes, 84 for miniimagenet
-    metacrl: bool | None = None  # None: train both, with and without MetaCRL
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    inner_lr: float | None = None  # 0.05 confounded-shapes, 0.01 otherwise; ANIL 0.1
-    inner_steps: int = 3
-    test_inner_steps: int | None = None
-    meta_batch: int = 4
-    iterations: int = 300
-    meta_lr: float = 1e-3
-    first_order: bool = False
-    backend: str = "func"
-    rho: float = 0.9
-    confounder: str = "switch"
-    num_factors: int | None = None  # the backbone's feature_dim
-    lambda_inv: float = 1.0
-    lambda_orth: float = 1e-3
-    lambda_gate: float = 0.1
-    invariance: str = "vrex"
-    mode: str = "alternating"
-    crl_steps: int = 5
-    replay: int = 3
-    gates: bool = True
-    val_every: int = 100
-    val_tasks: int = 100
-    test_tasks: int = 200
-    workers: int = 0
-    device: str = "auto"
-    seed: int = 0
-    out: str = "runs/metacrl"
+    dataset: DatasetName = _option("confounded-shapes", "the task distribution")
+    data_root: str | None = _option(
+        None,
+        "the miniImageNet folder (images/ plus train/val/test.csv, or the "
+        "mini-imagenet-cache-*.pkl files); required for miniimagenet",
+        default_text="",
+        metavar="PATH",
+    )
+    learner: LearnerName = _option("maml", "the meta-learner; protonet is for classification")
+    backbone: BackboneName | None = _option(None, "the network")
+    hidden: int = _option(32, "channels of each Conv4 block; 32 is MAML's network, 64 ProtoNet's")
+    image_size: int | None = _option(None, "image side in pixels")
+    metacrl: bool | None = _option(
+        None,
+        "train only with MetaCRL (--metacrl), or only without it (--no-metacrl)",
+        default_text="both, side by side, from the same initialisation and task stream",
+    )
+    ways: int = _option(5, "classes per task (N-way)")
+    shots: int = _option(1, "support examples per class (K-shot)")
+    queries: int = _option(15, "query examples per class")
+    inner_lr: float | None = _option(None, "inner-loop step size", above=0)
+    inner_steps: int = _option(3, "inner-loop steps in meta-training", minimum=0)
+    test_inner_steps: int | None = _option(
+        None, "inner-loop steps at validation and test", minimum=0, default_text="--inner-steps"
+    )
+    meta_batch: int = _option(4, "tasks per meta-batch")
+    iterations: int = _option(300, "meta-iterations, i.e. meta-batches; 300 take minutes on a CPU")
+    meta_lr: float = _option(1e-3, "Adam learning rate of the meta-update", above=0)
+    first_order: bool = _option(False, "first-order meta-gradients (FOMAML)")
+    backend: Backend = _option(
+        "func",
+        "inner-loop backend: torch.func, higher, or vmap, which runs all tasks of a "
+        "meta-batch in one vectorised inner loop (maml, anil and metasgd; the backbone then "
+        "uses TaskBatchNorm, without running statistics)",
+    )
+    rho: float = _option(
+        0.9,
+        "probability that the batch's tied nuisance follows the label; 0 is the unconfounded "
+        "oracle",
+        probability=True,
+    )
+    confounder: ConfounderKind = _option(
+        "switch",
+        "how the nuisance is tied to the label: a new one per meta-batch (switch), always the "
+        "same (fixed), or one per task (task)",
+    )
+    num_factors: int | None = _option(
+        None, "number of factors M", default_text="the backbone's feature size (feature_dim)"
+    )
+    lambda_inv: float = _option(1.0, "weight of the invariance penalty", at_least=0)
+    lambda_orth: float = _option(1e-3, "weight of the orthogonality term", at_least=0)
+    lambda_gate: float = _option(0.1, "weight of the gate sparsity term", at_least=0)
+    invariance: Invariance = _option(
+        "vrex",
+        "invariance penalty: V-REx (vrex, the validation sweep's winner, see docs/results.md) "
+        "or IRMv1 (irm, the library's default)",
+    )
+    mode: Schedule = _option(
+        "alternating",
+        "schedule: causal steps before each meta-update (alternating), or one joint step",
+    )
+    crl_steps: int = _option(5, "causal steps per meta-iteration (alternating mode)", minimum=0)
+    replay: int = _option(3, "earlier meta-batches used as extra environments", minimum=0)
+    gates: bool = _option(True, "per-task factor gates (--no-gates opens every gate: an ablation)")
+    val_every: int = _option(
+        100, "validate, keep the best model and write checkpoint.pt every this many iterations"
+    )
+    val_tasks: int = _option(100, "validation episodes")
+    test_tasks: int = _option(200, "test episodes of the final table; 600 for a paper's table")
+    workers: int = _option(
+        0,
+        "data-loading worker processes (the task stream is the same for any number)",
+        minimum=0,
+    )
+    device: str = _option(
+        "auto",
+        "the device: auto (CUDA when present), cpu, cuda, cuda:1 and so on",
+        metavar="DEVICE",
+    )
+    seed: int = _option(0, "seed of the initialisation and the training task stream", minimum=0)
+    out: str = _option("runs/metacrl", "output folder", metavar="PATH")
+
+    @property
+    def metric(self) -> Metric:
+        """The score of the dataset's tasks: ``"mse"`` (sinusoid) or ``"accuracy"``.
+
+        Example:
+            >>> TrainConfig().metric, TrainConfig(dataset="sinusoid").metric
+            ('accuracy', 'mse')
+        """
+        return _METRIC[self.dataset]
 
     def resolved(self) -> TrainConfig:
-        """Return a copy with the dataset-dependent defaults filled in, after checking values.
+        """Return a copy with the defaults that depend on other settings filled in, checked.
 
-        Fills ``backbone``, ``image_size``, ``inner_lr`` and ``test_inner_steps`` where they
-        are ``None``; ``num_factors=None`` is left for the model builder (the backbone's
-        ``feature_dim``). This configuration is not modified.
+        Fills ``backbone``, ``image_size`` and ``inner_lr`` (:func:`dataset_default`) and
+        ``test_inner_steps`` (``inner_steps``) where they are ``None``; ``num_factors=None``
+        is left for the model builder (the backbone's ``feature_dim``). Numbers are converted
+        to ``int`` or ``float``. This configuration is not modified.
 
         Returns:
             The completed, checked copy.
 
         Raises:
-            ConfigError: If a choice is unknown, a count or rate is out of range, or settings
-                conflict (e.g. ``protonet`` on ``sinusoid``, ``miniimagenet`` without
-                ``data_root``).
+            ConfigError: If a choice is unknown, a value has the wrong type or is out of
+                range, or settings conflict (e.g. ``protonet`` on ``sinusoid``,
+                ``miniimagenet`` without ``data_root``).
 
         Example:
             >>> cfg = TrainConfig(dataset="sinusoid")
@@ -156,59 +284,25 @@ class TrainConfig:
             >>> done.backbone, done.inner_lr, done.test_inner_steps, cfg.backbone
             ('mlp', 0.01, 3, None)
         """
-        cfg = dataclasses.replace(self)
-        _choice("dataset", cfg.dataset, DATASETS)
-        _choice("learner", cfg.learner, LEARNERS)
-        _choice("invariance", cfg.invariance, INVARIANCES)
-        _choice("mode", cfg.mode, SCHEDULES)
-        _choice("confounder", cfg.confounder, CONFOUNDERS)
-        _choice("backend", cfg.backend, BACKENDS)
-        if cfg.backbone is None:
-            cfg.backbone = "mlp" if cfg.dataset == "sinusoid" else "conv4"
-        _choice("backbone", cfg.backbone, BACKBONES)
+        cfg = TrainConfig(**check_values(self.as_dict()))
+        filled: dict[str, Any] = {
+            name: dataset_default(name, cfg.dataset, cfg.learner)
+            for name in _BY_DATASET
+            if getattr(cfg, name) is None
+        }
+        if cfg.test_inner_steps is None:
+            filled["test_inner_steps"] = cfg.inner_steps
+        cfg = dataclasses.replace(cfg, **filled)
         if cfg.dataset == "sinusoid" and cfg.backbone != "mlp":
             raise ConfigError("--backbone for sinusoid must be mlp")
         if cfg.dataset != "sinusoid" and cfg.backbone == "mlp":
             raise ConfigError(f"--backbone mlp does not take images ({cfg.dataset})")
         if cfg.backend == "vmap" and cfg.learner == "protonet":
             raise ConfigError("--backend vmap is for maml, anil and metasgd, not protonet")
-        if cfg.dataset == "sinusoid" and cfg.learner == "protonet":
-            raise ConfigError("--learner protonet is a classifier; sinusoid is regression")
+        if cfg.metric == "mse" and cfg.learner == "protonet":
+            raise ConfigError(f"--learner protonet is a classifier; {cfg.dataset} is regression")
         if cfg.dataset == "miniimagenet" and not cfg.data_root:
             raise ConfigError("--dataset miniimagenet needs --data-root PATH")
-        if cfg.image_size is None:
-            cfg.image_size = 84 if cfg.dataset == "miniimagenet" else 32
-        if cfg.inner_lr is None:
-            if cfg.learner == "anil":
-                cfg.inner_lr = 0.1
-            else:
-                cfg.inner_lr = 0.05 if cfg.dataset == "confounded-shapes" else 0.01
-        if cfg.test_inner_steps is None:
-            cfg.test_inner_steps = cfg.inner_steps
-        positive = (
-            "ways",
-            "shots",
-            "queries",
-            "meta_batch",
-            "iterations",
-            "hidden",
-            "val_every",
-            "val_tasks",
-            "test_tasks",
-            "image_size",
-        )
-        for name in positive:
-            _positive_int(name, getattr(cfg, name))
-        if cfg.num_factors is not None:
-            _positive_int("num_factors", cfg.num_factors)
-        for name in ("inner_steps", "test_inner_steps", "crl_steps", "replay", "workers", "seed"):
-            _positive_int(name, getattr(cfg, name), minimum=0)
-        for name in ("inner_lr", "meta_lr"):
-            value = getattr(cfg, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a number > 0, got {value!r}")
-        if not 0.0 <= cfg.rho <= 1.0:
-            raise ConfigError(f"--rho must lie in [0, 1], got {cfg.rho!r}")
         return cfg
 
     def arms(self) -> list[bool]:
@@ -237,81 +331,203 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+_FIELDS: Mapping[str, dataclasses.Field[Any]] = types.MappingProxyType(
+    {f.name: f for f in fields(TrainConfig)}
+)
 
 
-def _positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}"
-        )
+# ---------------------------------------------------------------- what each field says
+class OptionType(NamedTuple):
+    """The type of a setting, as the command line and the config file read it.
 
-
-def config_keys() -> set[str]:
-    """The names a config file may set."""
-    return {f.name for f in fields(TrainConfig)}
-
-
-def check_types(values: dict[str, Any], source: str) -> None:
-    """Raise :class:`ConfigError` if a value does not have its setting's type."""
-    hints = get_type_hints(TrainConfig)
-    for name, value in values.items():
-        hint = hints[name]
-        allowed = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        if float in allowed:
-            allowed = (*allowed, int)
-        ok = any(
-            (value is None and kind is type(None))
-            or (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool))
-            for kind in allowed
-            if isinstance(kind, type)
-        )
-        if not ok:
-            names = " or ".join("none" if k is type(None) else k.__name__ for k in allowed)
-            raise ConfigError(f"{source}: {name} must be {names}, got {value!r}")
-
-
-def load_config(path: str | Path) -> dict[str, Any]:
-    r"""Read a TOML config file; every key must be a :class:`TrainConfig` field.
-
-    Keys may use dashes or underscores (``inner-lr`` or ``inner_lr``). Values are type-checked
-    here; ranges are checked by :meth:`TrainConfig.resolved`.
-
-    Args:
-        path: The TOML file.
-
-    Returns:
-        The settings it makes, keyed by field name (underscores).
-
-    Raises:
-        ConfigError: If the file is missing, is not valid TOML, sets an unknown key, or gives
-            a value of the wrong type.
+    Attributes:
+        kind: ``bool``, ``int``, ``float`` or ``str``.
+        choices: The allowed strings of a ``Literal`` setting (otherwise empty).
+        optional: Whether ``None`` is allowed (a default that depends on other settings).
 
     Example:
-        >>> import tempfile, os
-        >>> with tempfile.TemporaryDirectory() as d:
-        ...     path = os.path.join(d, "run.toml")
-        ...     _ = open(path, "w").write('learner = "protonet"\ninner-steps = 5\n')
-        ...     load_config(path)
-        {'learner': 'protonet', 'inner_steps': 5}
+        >>> option_type("backbone")
+        OptionType(kind=<class 'str'>, choices=('conv4', 'resnet12', 'mlp'), optional=True)
     """
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {file}")
-    try:
-        raw = tomllib.loads(file.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {file} is not valid TOML: {err}") from err
-    known = config_keys()
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ConfigError(
-                f"config file {file}: unknown key {key!r} (known keys: {', '.join(sorted(known))})"
-            )
-        values[name] = value
-    check_types(values, f"config file {file}")
-    return values
+
+    kind: type
+    choices: tuple[str, ...]
+    optional: bool
+
+
+def option_type(name: str) -> OptionType:
+    """Return the type of setting ``name``, read from its annotation.
+
+    Args:
+        name: A :class:`TrainConfig` field name.
+
+    Returns:
+        Its scalar kind, its choices (for a ``Literal``) and whether it may be ``None``.
+
+    Raises:
+        KeyError: If ``name`` is not a setting.
+
+    Example:
+        >>> option_type("inner_lr")
+        OptionType(kind=<class 'float'>, choices=(), optional=True)
+    """
+    hint = _HINTS[name]
+    args = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    optional = type(None) in args
+    (hint,) = [a for a in args if a is not type(None)]
+    if get_origin(hint) is Literal:
+        return OptionType(str, get_args(hint), optional)
+    return OptionType(hint, (), optional)
+
+
+def option_flag(name: str) -> str:
+    """Return the command-line flag of setting ``name``.
+
+    Args:
+        name: A :class:`TrainConfig` field name.
+
+    Returns:
+        ``--`` and the name with dashes.
+
+    Example:
+        >>> option_flag("inner_lr")
+        '--inner-lr'
+    """
+    return "--" + name.replace("_", "-")
+
+
+def describe_default(name: str) -> str:
+    """Return the default of setting ``name`` in words ("" where there is none).
+
+    Args:
+        name: A :class:`TrainConfig` field name.
+
+    Returns:
+        The value, the flag that is on by default (for a switch), the rule of
+        :func:`dataset_default`, or the description in the field's metadata.
+
+    Raises:
+        KeyError: If ``name`` is not a setting.
+
+    Example:
+        >>> describe_default("inner_lr")
+        '0.05 on confounded-shapes, 0.01 on sinusoid and miniimagenet; 0.1 for anil'
+        >>> describe_default("first_order"), describe_default("meta_lr")
+        ('--no-first-order', '0.001')
+    """
+    field = _FIELDS[name]
+    if name in _BY_DATASET:
+        datasets: dict[str, list[str]] = {}
+        for dataset, value in _BY_DATASET[name].items():
+            datasets.setdefault(str(value), []).append(dataset)
+        text = ", ".join(f"{v} on {' and '.join(d)}" for v, d in datasets.items())
+        learners = _BY_LEARNER.get(name, {}).items()
+        return text + "".join(f"; {v} for {learner}" for learner, v in learners)
+    if field.default is None:
+        return str(field.metadata["default_text"])
+    if isinstance(field.default, bool):
+        return option_flag(name if field.default else f"no_{name}")
+    return str(field.default)
+
+
+def option_help(name: str) -> str:
+    """Return the help text of setting ``name``: what it does, then its default.
+
+    Args:
+        name: A :class:`TrainConfig` field name.
+
+    Returns:
+        The field's ``help`` metadata and ``(default: ...)`` when there is a default.
+
+    Raises:
+        KeyError: If ``name`` is not a setting.
+
+    Example:
+        >>> option_help("ways")
+        'classes per task (N-way) (default: 5)'
+    """
+    default = describe_default(name)
+    text = str(_FIELDS[name].metadata["help"])
+    return f"{text} (default: {default})" if default else text
+
+
+def _attributes_doc(doc: str) -> str:
+    """``doc`` with an ``Attributes:`` section (every field's help) before its example."""
+    lines = doc.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "Example:")
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    section = [f"{indent}Attributes:"]
+    for name in _FIELDS:
+        choices = option_type(name).choices
+        help_text = option_help(name)
+        if choices:
+            help_text += f"; one of {', '.join(choices)}"
+        section.append(f"{indent}    {name}: {help_text[0].upper()}{help_text[1:]}.")
+    return "\n".join([*lines[:at], *section, "", *lines[at:]])
+
+
+_HINTS: Mapping[str, Any] = types.MappingProxyType(get_type_hints(TrainConfig))
+TrainConfig.__doc__ = _attributes_doc(TrainConfig.__doc__ or "")
+
+
+# ---------------------------------------------------------------- reading and checking
+def config_keys() -> set[str]:
+    """Return the names a config file may set: the :class:`TrainConfig` fields.
+
+    Returns:
+        The field names.
+
+    Example:
+        >>> {"inner_lr", "seed"} <= config_keys(), "metric" in config_keys()
+        (True, False)
+    """
+    return set(_FIELDS)
+
+
+def _checked(name: str, value: Any) -> Any:
+    """``value`` checked against setting ``name``'s type and rules (converted to int/float)."""
+    kind, choices, optional = option_type(name)
+    rules = _FIELDS[name].metadata
+    flag = option_flag(name)
+    if value is None and optional:
+        return None
+    if choices:
+        return check_choice(flag, value, choices)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        return check_int(flag, value, minimum=rules.get("minimum", 1))
+    if kind is float:
+        if rules.get("probability"):
+            return check_probability(flag, value)
+        return check_float(flag, value, above=rules.get("above"), at_least=rules.get("at_least"))
+    if not isinstance(value, str):
+        raise TypeError(f"{flag} must be a string, got {value!r}")
+    return value
+
+
+def check_values(values: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """Check settings against their types and rules; return them converted.
+
+    Args:
+        values: Settings keyed by field name.
+        source: Where they come from, put before an error message (default: nothing).
+
+    Returns:
+        The settings, with numbers as ``int`` or ``float``.
+
+    Raises:
+        ConfigError: If a value has the wrong type, is out of range or is not a choice.
+
+    Example:
+        >>> check_values({"inner_lr": 1, "ways": 5})
+        {'inner_lr': 1.0, 'ways': 5}
+        >>> check_values({"inner_steps": -1}, "run.toml: ")
+        Traceback (most recent call last):
+            ...
+        metacrl.cli.config.ConfigError: run.toml: --inner-steps must be an integer >= 0, got -1
+    """
+    with config_errors(source):
+        return {name: _checked(name, value) for name, value in values.items()}
