@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "loader_speed.py"  # test_loader_speed_script_runs
 
 
 def test_gpu_backbones_script_runs_on_the_cpu():
@@ -111,3 +112,18 @@ def test_evidence_statistics_pair_runs_by_seed():
     mean, ci = evidence.mean_ci(diffs)
     # two values: t(1) = 12.706, sd = 0.3 / sqrt(2)
     assert abs(mean - 0.25) < 1e-9 and abs(ci - 12.706 * 0.15) < 1e-6
+
+
+def test_loader_speed_script_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "| MiniImagenet, cached (uint8 memmap)" in out
+    assert "cached / decode-per-access speed ratio" in out
+    assert "ConfoundedShapes:" in out and "ms per task" in out

@@ -24,7 +24,7 @@ SPLITS = ("train", "val", "test")
 def make_folder(
     root: Path, classes: int = 6, per_class: int = 5, size: tuple[int, int] = (14, 10)
 ) -> Path:
-    """A tiny miniImageNet folder in the seed code's format: random JPEGs and split CSVs."""
+    """A tiny miniImageNet folder in dragen1860/MAML-Pytorch's layout: random JPEGs, split CSVs."""
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     for s, split in enumerate(SPLITS):
@@ -348,7 +348,7 @@ def test_n_way_larger_than_classes(tmp_path: Path) -> None:
     [
         ({"n_way": 0}, ValueError, "n_way must be an integer >= 1, got 0"),
         ({"k_shot": -1}, ValueError, "k_shot must be an integer >= 1, got -1"),
-        ({"k_query": 1.5}, TypeError, "k_query must be an integer, got 1.5"),
+        ({"k_query": 1.5}, TypeError, "k_query must be an integer >= 1, got 1.5"),
         ({"batchsz": 0}, ValueError, "batchsz must be an integer >= 1"),
         ({"batchsz": True}, TypeError, "batchsz must be an integer"),
         ({"resize": 0}, ValueError, "resize must be"),

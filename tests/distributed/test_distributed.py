@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from metacrl import MAML, MetaCRLRegularizer
 from metacrl.cli import main
+from metacrl.cli.build import build_trainer
 from metacrl.cli.config import TrainConfig
 from metacrl.data import Sinusoid, TaskLoader
 from metacrl.distributed import (
@@ -27,7 +28,8 @@ from metacrl.distributed import (
 )
 from metacrl.train import StopRequest, Trainer, TrainingInterrupted, load_checkpoint
 
-from conftest import random_batch, tiny_config, tiny_model
+from conftest import tiny_config
+from helpers import random_batch, tiny_model
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -146,20 +148,20 @@ def _trainer_job(folder: str) -> None:
     _count_saves(root, ctx.rank)
     try:
         for metacrl in (False, True):  # the whole run under 2 processes
-            trainer = Trainer(
-                _cfg(4), metacrl, root / f"two-{metacrl}", CPU, progress=False, dist=ctx
+            trainer = build_trainer(
+                _cfg(4), metacrl, root / f"two-{metacrl}", progress=False, dist=ctx
             )
             trainer.train()
             trainer.test()
         # 2 processes train 2 iterations; 1 process resumes (in the test)
-        Trainer(_cfg(2), True, root / "two-then-one", CPU, progress=False, dist=ctx).train()
+        build_trainer(_cfg(2), True, root / "two-then-one", progress=False, dist=ctx).train()
         # 1 process trained 2 iterations (before the spawn); 2 processes resume
-        again = Trainer(_cfg(4), True, root / "one-then-two", CPU, progress=False, dist=ctx)
+        again = build_trainer(_cfg(4), True, root / "one-then-two", progress=False, dist=ctx)
         assert again.resume() and again.iteration == 2
         again.train()
         # a stop request on rank 1 alone stops both processes after the same iteration
         stop = StopRequest()
-        halted = Trainer(_cfg(4), False, root / "stop", CPU, stop=stop, progress=False, dist=ctx)
+        halted = build_trainer(_cfg(4), False, root / "stop", stop=stop, progress=False, dist=ctx)
         if ctx.rank == 1:
             step = halted.learner.meta_step
 
@@ -179,7 +181,7 @@ def _trainer_job(folder: str) -> None:
 @pytest.fixture(scope="module")
 def trainer_runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trainers")
-    Trainer(_cfg(2), True, root / "one-then-two", CPU, progress=False).train()
+    build_trainer(_cfg(2), True, root / "one-then-two", progress=False).train()
     spawn_local(_trainer_job, WORLD, args=(str(root),), threads=1)
     return root
 
@@ -210,7 +212,7 @@ def _assert_same_log(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize("metacrl", [False, True])
 def test_trainer_under_two_processes_matches_one_process(trainer_runs, tmp_path, metacrl):
-    one = Trainer(_cfg(4), metacrl, tmp_path / "one", CPU, progress=False)
+    one = build_trainer(_cfg(4), metacrl, tmp_path / "one", progress=False)
     one.train()
     two_dir = trainer_runs / f"two-{metacrl}"
     _assert_same_learner(one, load_checkpoint(two_dir / "checkpoint.pt")["learner"])
@@ -246,9 +248,9 @@ def test_only_rank_0_writes_and_each_checkpoint_once(trainer_runs):
 
 
 def test_two_processes_save_and_one_resumes_like_an_uninterrupted_run(trainer_runs, tmp_path):
-    whole = Trainer(_cfg(4), True, tmp_path / "whole", CPU, progress=False)
+    whole = build_trainer(_cfg(4), True, tmp_path / "whole", progress=False)
     whole.train()
-    resumed = Trainer(_cfg(4), True, trainer_runs / "two-then-one", CPU, progress=False)
+    resumed = build_trainer(_cfg(4), True, trainer_runs / "two-then-one", progress=False)
     assert resumed.resume() and resumed.iteration == 2
     resumed.train()
     _assert_same_learner(whole, resumed)
@@ -256,7 +258,7 @@ def test_two_processes_save_and_one_resumes_like_an_uninterrupted_run(trainer_ru
 
 
 def test_one_process_saves_and_two_resume_like_an_uninterrupted_run(trainer_runs, tmp_path):
-    whole = Trainer(_cfg(4), True, tmp_path / "whole", CPU, progress=False)
+    whole = build_trainer(_cfg(4), True, tmp_path / "whole", progress=False)
     whole.train()
     run = trainer_runs / "one-then-two"
     _assert_same_learner(whole, load_checkpoint(run / "checkpoint.pt")["learner"])
@@ -322,7 +324,7 @@ def test_a_meta_batch_that_does_not_split_exits_2_before_joining(tmp_path, capsy
 def test_trainer_refuses_an_uneven_split():
     ctx = DistributedContext(rank=0, world_size=3)
     with pytest.raises(ValueError, match="use a multiple of 3"):
-        Trainer(_cfg(2), False, "unused", CPU, progress=False, dist=ctx)
+        build_trainer(_cfg(2), False, "unused", progress=False, dist=ctx)
 
 
 def test_single_process_context_is_inert():

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from metacrl.data import ConfoundedShapes, Sinusoid, TaskLoader
-from metacrl.learners.batch import as_meta_batch
+from metacrl.learners.meta_batch import as_meta_batch
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]
 

@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from metacrl import MAML, MetaCRLRegularizer, TaskFactors
 
-from conftest import ClusterTasks, cluster_model, random_batch, tiny_model
+from helpers import ClusterTasks, cluster_model, random_batch, tiny_model
 
 
 def higher_meta_step(model, reg, net, inner_opt, batch, inner_steps=2):
@@ -87,7 +87,7 @@ def test_higher_loop_matches_the_wrapped_maml_learner():
     by_hand = torch.autograd.grad(torch.stack(losses).mean(), list(model.parameters()))
 
     learner = MAML(model, inner_lr=0.5, inner_steps=2)
-    out = learner._meta_step(learner.as_batch(*batch), lambda: TaskFactors(reg))
+    out = learner.meta_step_on(learner.as_batch(*batch), lambda: TaskFactors(reg))
     library = torch.autograd.grad(out.loss, list(model.parameters()))
     for a, b in zip(by_hand, library, strict=True):
         assert torch.allclose(a, b, atol=1e-10)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,9 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from metacrl.cli import main
-from metacrl.cli.config import TrainConfig
-from metacrl.train import StopRequest, Trainer, TrainingInterrupted, load_checkpoint
+from metacrl.cli import TrainConfig, build_parser, main, options_markdown
+from metacrl.cli.build import build_dataset, build_learner, build_model, build_trainer
+from metacrl.cli.config import option_help, option_type
+from metacrl.cli.sources import load_config
+from metacrl.train import StopRequest, TrainingInterrupted, load_checkpoint
 
 from conftest import tiny_config
 
@@ -75,13 +79,13 @@ def test_both_arms_share_the_initialisation_and_the_task_stream(tmp_path):
     crl = load_checkpoint(out / "metacrl" / "checkpoint.pt")["config"]
     assert base == crl
     cfg = TrainConfig(**base).resolved()
-    torch.manual_seed(cfg.seed)
-    a = Trainer(cfg, False, tmp_path / "a", torch.device("cpu"), progress=False)
-    b = Trainer(cfg, True, tmp_path / "b", torch.device("cpu"), progress=False)
-    assert all(
-        torch.equal(p, q)
-        for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
-    )
+    torch.manual_seed(123)  # build_trainer seeds torch itself
+    a = build_trainer(cfg, False, tmp_path / "a", progress=False)
+    b = build_trainer(cfg, True, tmp_path / "b", progress=False)
+    wrapped = b.learner.state_dict()
+    for name, value in a.learner.state_dict().items():  # the wrapped learner's keys end alike
+        (match,) = [k for k in wrapped if k.endswith("." + name)]
+        assert torch.equal(value, wrapped[match]), name
     assert all(torch.equal(x, y) for x, y in zip(a.train_set[1], b.train_set[1], strict=True))
 
 
@@ -93,27 +97,28 @@ def test_train_with_the_vmap_backend_matches_func(tmp_path):
     assert [r["label"] for r in results["runs"]] == ["MAML", "MAML + MetaCRL"]
     cfg_vmap = tiny_config(backend="vmap")
     cfg_func = tiny_config(backend="func")
-    device = torch.device("cpu")
     torch.manual_seed(0)
-    a = Trainer(cfg_vmap, True, tmp_path / "a", device, progress=False)
+    model_a = build_model(cfg_vmap)
+    a = build_learner(cfg_vmap, model_a, metacrl=True)
     torch.manual_seed(0)
-    b = Trainer(cfg_func, True, tmp_path / "b", device, progress=False)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in a.model.modules())
-    b.model.load_state_dict(a.model.state_dict(), strict=False)
-    batch = [t[None].repeat(2, *[1] * t.dim()) for t in a.train_set[0]]
-    out_a, out_b = a.learner.meta_step(*batch), b.learner.meta_step(*batch)
+    model_b = build_model(cfg_func)
+    b = build_learner(cfg_func, model_b, metacrl=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model_a.modules())
+    model_b.load_state_dict(model_a.state_dict(), strict=False)
+    task = build_dataset(cfg_vmap, "train", 1, seed=0)[0]
+    batch = [t[None].repeat(2, *[1] * t.dim()) for t in task]
+    out_a, out_b = a.meta_step(*batch), b.meta_step(*batch)
     torch.testing.assert_close(out_a.loss, out_b.loss, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("metacrl", [False, True])
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, metacrl):
     cfg = tiny_config()
-    device = torch.device("cpu")
-    whole = Trainer(cfg, metacrl, tmp_path / "whole", device, progress=False)
+    whole = build_trainer(cfg, metacrl, tmp_path / "whole", progress=False)
     whole.train()
 
     stop = StopRequest()
-    first = Trainer(cfg, metacrl, tmp_path / "split", device, stop=stop, progress=False)
+    first = build_trainer(cfg, metacrl, tmp_path / "split", stop=stop, progress=False)
     meta_step = first.learner.meta_step
     calls = []
 
@@ -128,7 +133,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, met
         first.train()
     assert info.value.iteration == 3
 
-    second = Trainer(cfg, metacrl, tmp_path / "split", device, progress=False)
+    second = build_trainer(cfg, metacrl, tmp_path / "split", progress=False)
     assert second.resume() and second.iteration == 3
     second.train()
     for (name, p), q in zip(
@@ -145,12 +150,12 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, met
 
 def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
     cfg = tiny_config(iterations=4, val_every=2)
-    trainer = Trainer(cfg, False, tmp_path, torch.device("cpu"), progress=False)
+    trainer = build_trainer(cfg, False, tmp_path, progress=False)
     trainer.train()
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     state["iteration"], state["done"] = 2, False
     torch.save(state, tmp_path / "checkpoint.pt")  # as if killed after iteration 2's checkpoint
-    again = Trainer(cfg, False, tmp_path, torch.device("cpu"), progress=False)
+    again = build_trainer(cfg, False, tmp_path, progress=False)
     again.resume()
     assert max(r["iteration"] for r in again.log.read()) == 2
 
@@ -259,14 +264,18 @@ def test_sinusoid_regression_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        (["--learner", "reptile"], "unknown learner 'reptile'"),
+        (["--dataset", "imagenet"], "--dataset must be one of 'confounded-shapes', "),
+        (["--learner", "reptile"], "--learner must be one of 'maml', "),
+        (["--backbone", "vgg"], "--backbone must be one of"),
         (["--dataset", "miniimagenet"], "needs --data-root"),
         (["--dataset", "miniimagenet", "--data-root", "/nonexistent/mini"], "/nonexistent/mini"),
         (["--dataset", "sinusoid", "--learner", "protonet"], "protonet is a classifier"),
         (["--learner", "protonet", "--backend", "vmap"], "not protonet"),
-        (["--ways", "0"], "--ways must be an integer >= 1"),
-        (["--rho", "1.5"], "--rho must lie in"),
+        (["--ways", "0"], "--ways must be an integer >= 1, got 0"),
+        (["--inner-steps", "-1"], "--inner-steps must be an integer >= 0, got -1"),
+        (["--meta-lr", "0"], "--meta-lr must be a finite number > 0, got 0.0"),
+        (["--lambda-inv", "-1"], "--lambda-inv must be a finite number >= 0"),
+        (["--rho", "1.5"], "--rho must be a number in [0, 1], got 1.5"),
         (
             ["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"],
             "device",
@@ -290,7 +299,11 @@ def test_unknown_config_key_exits_2(tmp_path, capsys):
     assert "unknown key 'learning_rate'" in err and not (tmp_path / "run").exists()
     config.write_text('iterations = "many"\n')
     assert run("train", "--config", str(config), "--out", str(tmp_path / "run")) == 2
-    assert "iterations must be int" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"config file {config}: --iterations must be an integer >= 1, got 'many'" in err
+    config.write_text('backend = "jax"\n')
+    assert run("train", "--config", str(config), "--out", str(tmp_path / "run")) == 2
+    assert "--backend must be one of 'func', 'higher', 'vmap', got 'jax'" in capsys.readouterr().err
 
 
 def test_resume_with_other_settings_exits_2_and_keeps_the_run(tmp_path, capsys):
@@ -316,6 +329,11 @@ def test_eval_of_a_file_that_is_not_a_checkpoint_exits_2(tmp_path, capsys):
     assert "not a metacrl checkpoint" in capsys.readouterr().err
     assert run("eval", str(tmp_path / "missing.pt")) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    from metacrl.train import atomic_save
+
+    atomic_save({"learner": {}, "config": {}, "metacrl": False}, tmp_path / "by_hand.pt")
+    assert run("eval", str(tmp_path / "by_hand.pt")) == 2  # a Trainer built by hand, say
+    assert "holds no learner trained by metacrl train" in capsys.readouterr().err
 
 
 def test_help_explains_every_option():
@@ -350,3 +368,102 @@ def test_help_explains_every_option():
     ):
         assert flag in done.stdout, flag
     assert Path(sys.executable).exists()
+
+
+# ---------------------------------------------------------------- one home per rule
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+BEGIN, END = "<!-- options: begin -->", "<!-- options: end -->"
+SETTINGS = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def test_the_options_table_of_the_docs_is_the_generated_one():
+    text = DOCS.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    table = text.split(BEGIN)[1].split(END)[0].strip("\n") + "\n"
+    assert table == options_markdown(), (
+        "docs/cli.md's options table is stale; replace it with the output of: python -c "
+        '"from metacrl.cli import options_markdown; print(options_markdown())"'
+    )
+
+
+def test_each_setting_has_one_help_text_shown_by_help_the_docs_and_the_class(capsys):
+    squash = lambda text: re.sub(r"\s+", "", text)  # noqa: E731  (argparse re-wraps lines)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    helps = squash(capsys.readouterr().out)
+    table = options_markdown()
+    for name in SETTINGS:
+        text = TrainConfig.__dataclass_fields__[name].metadata["help"]
+        assert squash(option_help(name)) in helps, name
+        assert text[1:] in table, name
+        assert f"{name}: {text[0].upper()}{text[1:]}" in TrainConfig.__doc__, name
+
+
+def test_option_types_come_from_the_field_types():
+    parser = build_parser()
+    for name in SETTINGS:
+        flag = "--" + name.replace("_", "-")
+        kind, choices, _ = option_type(name)
+        if kind is bool:
+            on = vars(parser.parse_args(["train", flag]))[name]
+            off = vars(parser.parse_args(["train", "--no-" + flag[2:]]))[name]
+            assert (on, off) == (True, False), name
+        elif kind in (int, float):
+            value = vars(parser.parse_args(["train", flag, "7"]))[name]
+            assert value == 7 and type(value) is kind, name
+        else:
+            value = choices[-1] if choices else "some/where"
+            assert vars(parser.parse_args(["train", flag, value]))[name] == value, name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--ways", "2.5"])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "learner", "inner_lr", "image_size", "backbone"),
+    [
+        ("confounded-shapes", "maml", 0.05, 32, "conv4"),
+        ("confounded-shapes", "anil", 0.1, 32, "conv4"),
+        ("miniimagenet", "metasgd", 0.01, 84, "conv4"),
+        ("miniimagenet", "anil", 0.1, 84, "conv4"),
+        ("sinusoid", "maml", 0.01, 32, "mlp"),
+    ],
+)
+def test_dataset_dependent_defaults(dataset, learner, inner_lr, image_size, backbone):
+    cfg = TrainConfig(dataset=dataset, learner=learner, data_root="/data").resolved()
+    assert (cfg.inner_lr, cfg.image_size, cfg.backbone) == (inner_lr, image_size, backbone)
+    given = TrainConfig(dataset=dataset, learner=learner, data_root="/data", inner_lr=0.3)
+    assert given.resolved().inner_lr == 0.3
+
+
+def test_numbers_of_a_config_file_become_the_field_type(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text("inner_lr = 1\nrho = 0\nways = 3\n")
+    values = load_config(config)
+    assert values == {"inner_lr": 1.0, "rho": 0.0, "ways": 3}
+    assert [type(values[k]) for k in ("inner_lr", "rho", "ways")] == [float, float, int]
+    config.write_text("ways = 3.0\n")
+    with pytest.raises(ValueError, match="--ways must be an integer >= 1, got 3.0"):
+        load_config(config)
+
+
+def test_a_bad_value_from_python_is_a_one_line_config_error():
+    from metacrl.cli import ConfigError
+
+    for bad, message in [
+        ({"first_order": "yes"}, "--first-order must be true or false, got 'yes'"),
+        ({"out": 3}, "--out must be a string, got 3"),
+        ({"seed": None}, "--seed must be an integer >= 0, got None"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            TrainConfig(**bad).resolved()
+        assert str(info.value) == message
+
+
+def test_the_builders_want_a_resolved_config():
+    from metacrl.cli import ConfigError
+
+    with pytest.raises(ConfigError, match="backbone is not set"):
+        build_model(TrainConfig())
+    cfg = TrainConfig().resolved()
+    with pytest.raises(ConfigError, match="inner_lr is not set"):
+        build_learner(dataclasses.replace(cfg, inner_lr=None), build_model(cfg), metacrl=False)
