@@ -6,7 +6,7 @@ Meant for a GPU (fp32, bf16 autocast, channels_last), it also runs on a CPU:
     python benchmarks/gpu_backbones.py --device cpu --quick  # a smoke run in seconds
 
 Setting: 5-way 1-shot, 15 queries per class, 5 inner steps at 0.01, second order, meta-batch 4
-(2 for ResNet-12), 84x84 inputs (SPEC §4's MAML protocol). Each row is the median of
+(2 for ResNet-12), 84x84 inputs (the MAML protocol, Finn et al., 2017). Each row is the median of
 ``--repeats`` timed steps after ``--warmup`` untimed ones, synchronised on CUDA.
 """
 

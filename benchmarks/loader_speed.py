@@ -1,10 +1,10 @@
 """Episodes per second: the cached MiniImagenet loader vs decoding JPEGs on every access.
 
-Builds, in a temporary folder, a fake miniImageNet in the seed code's format (random JPEGs of
-real ImageNet photo size, 500x375 by default, and ``train.csv``), then measures side by side in
-one run:
+Builds, in a temporary folder, a fake miniImageNet in dragen1860/MAML-Pytorch's layout (random
+JPEGs of real ImageNet photo size, 500x375 by default, and ``train.csv``), then measures side by
+side in one run:
 
-* ``decode per access``: the seed code's approach (dragen1860/MAML-Pytorch): open, decode and
+* ``decode per access``: the approach of dragen1860/MAML-Pytorch's loader: open, decode and
   resize every image of an episode each time it is drawn (``MiniImagenet(..., cache=False)``);
 * ``cached``: the images decoded and resized once into a uint8 cache (built once, timed
   separately), then memory-mapped (``MiniImagenet(..., cache=True)``);
@@ -84,7 +84,7 @@ def main() -> None:
         t_shapes = per_episode(shapes.__getitem__, args.episodes)
 
         rows = [
-            ("MiniImagenet, decode per access (seed code)", t_slow),
+            ("MiniImagenet, decode per access (cache=False)", t_slow),
             ("MiniImagenet, cached (uint8 memmap)", t_fast),
             (f"ConfoundedShapes {args.shape_size}x{args.shape_size}", t_shapes),
         ]

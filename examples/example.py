@@ -1,6 +1,6 @@
-"""MAML on miniImageNet, 5-way 1-shot, Conv4 (the seed code's example, on metacrl).
+"""MAML on miniImageNet, 5-way 1-shot, Conv4 (dragen1860/MAML-Pytorch's example, on metacrl).
 
-The settings of SPEC §4's MAML protocol (Finn et al., 2017): Conv4 with 32 filters at 84x84,
+The settings of the MAML protocol (Finn et al., 2017): Conv4 with 32 filters at 84x84,
 5 inner steps at 0.01 (10 at test), 15 queries per class, meta-batch 4, Adam 1e-3, 60,000
 meta-iterations, accuracy as mean ± 95% CI over 600 test episodes. Add ``--metacrl`` to train
 MAML + MetaCRL with the same seed and task stream.

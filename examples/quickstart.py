@@ -3,7 +3,7 @@
 Each task draws 5 of 40 Gaussian clusters (random relabelling per task); both learners see the
 same task stream from the same seed and are evaluated on the same held-out tasks. This is a
 smoke test of the whole pipeline that runs in well under a minute on a CPU, not a benchmark: the
-confounded benchmark and the `metacrl train` command come with the data and CLI modules.
+confounded benchmark is ``metacrl.data.ConfoundedShapes``, which ``metacrl train`` runs.
 
     python examples/quickstart.py [--iterations 200] [--seed 0]
 """
