@@ -36,7 +36,6 @@ class TaskDataset(Dataset[Task], abc.ABC):
     Example:
         A subclass only says how task ``index`` is made, from its own seeded generator:
 
-        >>> import torch
         >>> from metacrl.data import TaskLoader
         >>> from metacrl.data.seeding import task_rng
         >>> class Shifts(TaskDataset):
@@ -72,7 +71,6 @@ class TaskDataset(Dataset[Task], abc.ABC):
         Example:
             ``ds[i]`` checks the index (negative ones count from the end), then calls it:
 
-            >>> import torch
             >>> from metacrl.data import Sinusoid
             >>> ds = Sinusoid(batchsz=3)
             >>> all(torch.equal(a, b) for a, b in zip(ds[-1], ds.task(2), strict=True))

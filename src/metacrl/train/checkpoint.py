@@ -103,7 +103,6 @@ def rng_state() -> dict[str, Any]:
         :func:`set_rng_state`.
 
     Example:
-        >>> import torch
         >>> state = rng_state()
         >>> a = torch.rand(1)
         >>> set_rng_state(state)

@@ -24,7 +24,6 @@ class Evaluation:
         metric: ``"accuracy"`` or ``"mse"``.
 
     Example:
-        >>> import torch
         >>> ev = Evaluation(torch.tensor([0.6, 0.8]), torch.tensor([1.0, 0.5]), "accuracy")
         >>> round(ev.mean, 2), ev.episodes, sorted(ev.summary())
         (0.7, 2, ['accuracy', 'accuracy_ci95', 'episodes', 'loss'])
@@ -57,7 +56,6 @@ class Evaluation:
             "episodes": count}``, all floats (the ``test`` field of a results row).
 
         Example:
-            >>> import torch
             >>> ev = Evaluation(torch.tensor([0.5, 0.7]), torch.tensor([1.0, 2.0]), "accuracy")
             >>> s = ev.summary()
             >>> round(s["accuracy"], 4), round(s["accuracy_ci95"], 4), s["loss"], s["episodes"]
@@ -90,10 +88,7 @@ def evaluate_episodes(
         ValueError: If ``batches`` is empty.
 
     Example:
-        >>> from torch import nn
-        >>> from metacrl import MAML
         >>> from metacrl.data import Sinusoid, TaskLoader
-        >>> from metacrl.models import FeatureHead
         >>> model = FeatureHead(nn.Sequential(nn.Linear(1, 16), nn.ReLU()), nn.Linear(16, 1),
         ...                     feature_dim=16)
         >>> learner = MAML(model, inner_lr=0.01, inner_steps=1, loss="mse")

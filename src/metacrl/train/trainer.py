@@ -88,7 +88,6 @@ class Trainer:
 
     Example:
         >>> import tempfile, torch
-        >>> from metacrl import MAML
         >>> from metacrl.data import ConfoundedShapes
         >>> from metacrl.models import Conv4
         >>> def tasks(split, count, seed):
