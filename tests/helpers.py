@@ -6,7 +6,11 @@ Import them with ``from helpers import ...`` (``tests/`` is on ``sys.path`` thro
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from metacrl import ANIL, MAML, MetaSGD, ProtoNet
@@ -144,3 +148,17 @@ def with_label(y: torch.Tensor, value: int, task: int = 0, index: int = 0) -> to
 
 
 LABEL_TOO_LARGE = r"labels must lie in 0\.\.n_way-1 with n_way=3 \(the model's outputs\), .*label 5"
+
+
+def write_clipart(root: Path, classes: int = 10, per_class: int = 4, size: int = 12) -> Path:
+    """``classes`` folders (nested like the real package) of RGBA drawings on transparency."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / f"group{c % 3}" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            rgba = np.zeros((size, size + 3, 4), dtype=np.uint8)  # transparent, not square
+            ink = rng.random((size, size + 3)) < 0.3 + 0.05 * c  # class-dependent density
+            rgba[ink] = (20 * c % 255, 0, 0, 255)
+            Image.fromarray(rgba, "RGBA").save(folder / f"{i:02d}.png")
+    return root

@@ -22,6 +22,7 @@ from metacrl.cli.sources import load_config
 from metacrl.train import StopRequest, TrainingInterrupted, load_checkpoint
 
 from conftest import tiny_config
+from helpers import write_clipart
 
 TINY = [
     "--iterations",
@@ -70,6 +71,23 @@ def test_train_runs_both_arms_and_writes_everything(tmp_path, capsys):
     assert (out / "results.md").read_text().startswith("ConfoundedShapes")
     assert (out / "curves.png").stat().st_size > 1000
     assert not list(out.rglob("*.tmp"))  # no half-written files
+
+
+def test_train_on_confounded_clipart_reads_the_drawings_of_data_root(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the default cache folder
+    art = write_clipart(tmp_path / "png", classes=15, per_class=20, size=10)
+    out = tmp_path / "run"
+    args = ["--dataset", "confounded-clipart", "--data-root", str(art), "--metacrl"]
+    assert run("train", *TINY, *args, "--iterations", "2", "--out", str(out)) == 0
+    assert capsys.readouterr().out.count("| MAML + MetaCRL | ") == 1
+    assert (out / "results.md").read_text().startswith("ConfoundedClipart (switch, rho=0.9)")
+    assert sorted(p.name for p in (tmp_path / "xdg" / "metacrl").iterdir()) == [
+        "clipart-16.json",
+        "clipart-16.npy",
+    ]
+    missing = ["--dataset", "confounded-clipart", "--data-root", str(tmp_path / "none")]
+    assert run("train", *TINY, *missing, "--out", str(tmp_path / "x")) == 2
+    assert "apt-get install openclipart-png" in capsys.readouterr().err
 
 
 def test_both_arms_share_the_initialisation_and_the_task_stream(tmp_path):

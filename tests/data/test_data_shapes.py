@@ -278,7 +278,7 @@ def test_task_confounder_varies_within_a_batch() -> None:
         ("train", {"fixed_attribute": "shape"}, ValueError, "unknown nuisance 'shape'"),
         ("train", {"meta_batch_size": 0}, ValueError, "meta_batch_size must be"),
         ("train", {"image_size": 2}, ValueError, "image_size must be an integer >= 4"),
-        ("train", {"noise": -0.1}, ValueError, "noise must be >= 0"),
+        ("train", {"noise": -0.1}, ValueError, "noise must be a finite number >= 0"),
         ("train", {"k_query": 0}, ValueError, "k_query must be"),
         ("eval", {}, ValueError, "mode must be one of"),
     ],

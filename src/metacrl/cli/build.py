@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from metacrl.cli.config import ConfigError, TrainConfig
-from metacrl.data import ConfoundedShapes, MiniImagenet, Sinusoid
+from metacrl.data import ConfoundedClipart, ConfoundedShapes, MiniImagenet, Sinusoid
+from metacrl.data.clipart_files import DEFAULT_ROOT
 from metacrl.learners import ANIL, MAML, Learner, MetaSGD, ProtoNet
 from metacrl.models import MLP, Conv4, ResNet12
 from metacrl.regularizer import MetaCRLRegularizer
@@ -101,7 +102,7 @@ def arm_label(cfg: TrainConfig, metacrl: bool) -> str:
 
 def build_dataset(
     cfg: TrainConfig, split: Split, tasks: int, seed: int
-) -> ConfoundedShapes | MiniImagenet | Sinusoid:
+) -> ConfoundedShapes | ConfoundedClipart | MiniImagenet | Sinusoid:
     """Return the task dataset of ``split`` with ``tasks`` episodes.
 
     Args:
@@ -111,8 +112,8 @@ def build_dataset(
         seed: The seed of the task stream.
 
     Returns:
-        A :class:`~metacrl.data.ConfoundedShapes`, :class:`~metacrl.data.Sinusoid` or
-        :class:`~metacrl.data.MiniImagenet`.
+        A :class:`~metacrl.data.ConfoundedShapes`, :class:`~metacrl.data.ConfoundedClipart`,
+        :class:`~metacrl.data.Sinusoid` or :class:`~metacrl.data.MiniImagenet`.
 
     Raises:
         ConfigError: If ``cfg`` is not resolved.
@@ -125,6 +126,20 @@ def build_dataset(
     if cfg.dataset == "sinusoid":
         return Sinusoid(batchsz=tasks, k_shot=cfg.shots, k_query=cfg.queries, seed=seed)
     size = _filled(cfg.image_size, "image_size")
+    if cfg.dataset == "confounded-clipart":
+        return ConfoundedClipart(
+            mode=split,
+            n_way=cfg.ways,
+            k_shot=cfg.shots,
+            k_query=cfg.queries,
+            rho=cfg.rho,
+            confounder=cfg.confounder,
+            image_size=size,
+            batchsz=tasks,
+            meta_batch_size=cfg.meta_batch,
+            seed=seed,
+            root=cfg.data_root or DEFAULT_ROOT,
+        )
     if cfg.dataset == "confounded-shapes":
         return ConfoundedShapes(
             mode=split,

@@ -48,7 +48,7 @@ __all__ = [
     "option_type",
 ]
 
-DatasetName = Literal["confounded-shapes", "sinusoid", "miniimagenet"]
+DatasetName = Literal["confounded-shapes", "confounded-clipart", "sinusoid", "miniimagenet"]
 """The values of ``--dataset``."""
 LearnerName = Literal["maml", "anil", "metasgd", "protonet"]
 """The values of ``--learner``."""
@@ -104,16 +104,36 @@ def config_errors(source: str = "") -> Iterator[None]:
 # ---------------------------------------------------------------- dataset-dependent defaults
 _BY_DATASET: Mapping[str, Mapping[DatasetName, Any]] = types.MappingProxyType(
     {
-        "backbone": {"confounded-shapes": "conv4", "sinusoid": "mlp", "miniimagenet": "conv4"},
-        "image_size": {"confounded-shapes": 32, "sinusoid": 32, "miniimagenet": 84},
-        "inner_lr": {"confounded-shapes": 0.05, "sinusoid": 0.01, "miniimagenet": 0.01},
+        "backbone": {
+            "confounded-shapes": "conv4",
+            "confounded-clipart": "conv4",
+            "sinusoid": "mlp",
+            "miniimagenet": "conv4",
+        },
+        "image_size": {
+            "confounded-shapes": 32,
+            "confounded-clipart": 32,
+            "sinusoid": 32,
+            "miniimagenet": 84,
+        },
+        "inner_lr": {
+            "confounded-shapes": 0.05,
+            "confounded-clipart": 0.05,
+            "sinusoid": 0.01,
+            "miniimagenet": 0.01,
+        },
     }
 )
 _BY_LEARNER: Mapping[str, Mapping[LearnerName, Any]] = types.MappingProxyType(
     {"inner_lr": {"anil": 0.1}}
 )
 _METRIC: Mapping[DatasetName, Metric] = types.MappingProxyType(
-    {"confounded-shapes": "accuracy", "sinusoid": "mse", "miniimagenet": "accuracy"}
+    {
+        "confounded-shapes": "accuracy",
+        "confounded-clipart": "accuracy",
+        "sinusoid": "mse",
+        "miniimagenet": "accuracy",
+    }
 )
 
 
@@ -173,9 +193,9 @@ class TrainConfig:
     dataset: DatasetName = _option("confounded-shapes", "the task distribution")
     data_root: str | None = _option(
         None,
-        "the miniImageNet folder (images/ plus train/val/test.csv, or the "
-        "mini-imagenet-cache-*.pkl files); required for miniimagenet",
-        default_text="",
+        "the data folder: miniimagenet's (images/ plus train/val/test.csv, or the "
+        "mini-imagenet-cache-*.pkl files; required), or confounded-clipart's drawings",
+        default_text="/usr/share/openclipart/png for confounded-clipart",
         metavar="PATH",
     )
     learner: LearnerName = _option("maml", "the meta-learner; protonet is for classification")
@@ -410,8 +430,8 @@ def describe_default(name: str) -> str:
         KeyError: If ``name`` is not a setting.
 
     Example:
-        >>> describe_default("inner_lr")
-        '0.05 on confounded-shapes, 0.01 on sinusoid and miniimagenet; 0.1 for anil'
+        >>> describe_default("image_size")
+        '32 on confounded-shapes, confounded-clipart and sinusoid, 84 on miniimagenet'
         >>> describe_default("first_order"), describe_default("meta_lr")
         ('--no-first-order', '0.001')
     """
@@ -420,7 +440,7 @@ def describe_default(name: str) -> str:
         datasets: dict[str, list[str]] = {}
         for dataset, value in _BY_DATASET[name].items():
             datasets.setdefault(str(value), []).append(dataset)
-        text = ", ".join(f"{v} on {' and '.join(d)}" for v, d in datasets.items())
+        text = ", ".join(f"{v} on {_and(d)}" for v, d in datasets.items())
         learners = _BY_LEARNER.get(name, {}).items()
         return text + "".join(f"; {v} for {learner}" for learner, v in learners)
     if field.default is None:
@@ -428,6 +448,11 @@ def describe_default(name: str) -> str:
     if isinstance(field.default, bool):
         return option_flag(name if field.default else f"no_{name}")
     return str(field.default)
+
+
+def _and(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def option_help(name: str) -> str:

@@ -83,9 +83,10 @@ def _score_unit(metric: str) -> tuple[float, str]:
 def _format_table(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
     metric = cfg.metric
     scale, unit = _score_unit(metric)
-    if cfg.dataset == "confounded-shapes":
+    if cfg.dataset in ("confounded-shapes", "confounded-clipart"):
+        name = "ConfoundedShapes" if cfg.dataset == "confounded-shapes" else "ConfoundedClipart"
         data = (
-            f"ConfoundedShapes ({cfg.confounder}, rho={cfg.rho}) {cfg.ways}-way "
+            f"{name} ({cfg.confounder}, rho={cfg.rho}) {cfg.ways}-way "
             f"{cfg.shots}-shot, {cfg.image_size}x{cfg.image_size}"
         )
     elif cfg.dataset == "sinusoid":

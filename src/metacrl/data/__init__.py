@@ -10,6 +10,8 @@ input of every learner's ``meta_step``.
 * :class:`Sinusoid`: MAML's regression benchmark.
 * :class:`ConfoundedShapes`: procedural shapes whose training tasks carry a nuisance tied to
   the label, redrawn per meta-batch.
+* :class:`ConfoundedClipart`: the same confounders on real drawings (Debian's
+  ``openclipart-png``), the second confounded benchmark.
 
 Example:
     >>> from metacrl.data import ConfoundedShapes, TaskLoader
@@ -22,6 +24,8 @@ Example:
 from __future__ import annotations
 
 from metacrl.data.base import Task, TaskDataset
+from metacrl.data.confounded import ConfoundedEpisode, ConfoundedTasks
+from metacrl.data.confounded_clipart import ConfoundedClipart
 from metacrl.data.confounded_shapes import ConfoundedShapes, ShapesEpisode
 from metacrl.data.confounding import Confounder
 from metacrl.data.episodes import Episode
@@ -36,7 +40,10 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "NUISANCES",
+    "ConfoundedClipart",
+    "ConfoundedEpisode",
     "ConfoundedShapes",
+    "ConfoundedTasks",
     "Confounder",
     "Episode",
     "MiniImagenet",

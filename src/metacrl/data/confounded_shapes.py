@@ -16,16 +16,14 @@ meta-test every nuisance is independent of the label, so only shape knowledge sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from torch import Tensor
 
-from metacrl.data.base import Task, TaskDataset
-from metacrl.data.confounding import CONFOUNDERS, Confounder, draw_confounder, draw_nuisances
+from metacrl.data.base import Task
+from metacrl.data.confounded import ConfoundedEpisode, ConfoundedTasks
+from metacrl.data.confounding import draw_nuisances
 from metacrl.data.episodes import class_major_labels
-from metacrl.data.seeding import check_seed, task_rng
+from metacrl.data.seeding import check_seed
 from metacrl.data.shapes_classes import make_shape_bank, split_class_ids
 from metacrl.data.shapes_nuisance import (
     BACKGROUND_PALETTE,
@@ -35,65 +33,17 @@ from metacrl.data.shapes_nuisance import (
     nuisance_index,
 )
 from metacrl.data.shapes_render import draw_poses, render_shapes
-from metacrl.validation import check_choice, check_index, check_int, check_probability
+from metacrl.validation import check_index
 
 __all__ = ["ConfoundedShapes", "ShapesEpisode"]
 
-_MODES = ("train", "val", "test")
-_TASK, _BATCH_CONFOUNDER, _TASK_CONFOUNDER = 0, 1, 2  # stream tags of task_rng
+
+ShapesEpisode = ConfoundedEpisode
+"""One task of :class:`ConfoundedShapes` with everything that made it (its ``masks`` are the
+shapes' coverage); see :class:`~metacrl.data.confounded.ConfoundedEpisode`."""
 
 
-@dataclass(frozen=True)
-class ShapesEpisode:
-    """One task of :class:`ConfoundedShapes` with everything that made it.
-
-    Attributes:
-        x_spt: Support images ``[N*K, 3, S, S]`` in ``[0, 1]``.
-        y_spt: Support labels ``[N*K]``.
-        x_qry: Query images ``[N*Q, 3, S, S]``.
-        y_qry: Query labels ``[N*Q]``.
-        classes: Global class ids ``[n_way]``; label ``j`` is class ``classes[j]``.
-        nuisances: Nuisance values ``[N*K + N*Q, 3]`` (support rows first), columns in
-            ``NUISANCES`` order (foreground, background, texture).
-        masks: The shapes' coverage ``[N*K + N*Q, S, S]`` in ``[0, 1]``.
-        confounder: The task's confounder, or ``None``.
-
-    Example:
-        >>> ep = ConfoundedShapes("train", n_way=3, k_shot=2, k_query=1, batchsz=4).episode(0)
-        >>> tuple(ep.x_spt.shape), ep.nuisances.shape, ep.confounder is not None
-        ((6, 3, 32, 32), (9, 3), True)
-        >>> labels = ep.y_spt.tolist() + ep.y_qry.tolist()
-        >>> column = NUISANCES.index(ep.confounder.attribute)   # the tied nuisance
-        >>> values = ep.nuisances[:, column].tolist()
-        >>> tied = [v == ep.confounder.mapping[y] for v, y in zip(values, labels, strict=True)]
-        >>> sum(tied) >= 5   # most of the 9 examples show their label's value (rho = 0.9)
-        True
-    """
-
-    x_spt: Tensor
-    y_spt: Tensor
-    x_qry: Tensor
-    y_qry: Tensor
-    classes: np.ndarray
-    nuisances: np.ndarray
-    masks: np.ndarray
-    confounder: Confounder | None
-
-    def tensors(self) -> Task:
-        """Return ``(x_spt, y_spt, x_qry, y_qry)``.
-
-        Returns:
-            The task's four tensors, what ``ConfoundedShapes.task`` returns.
-
-        Example:
-            >>> ep = ConfoundedShapes("test", n_way=2, k_query=1, batchsz=2).episode(0)
-            >>> [tuple(t.shape) for t in ep.tensors()]
-            [(2, 3, 32, 32), (2,), (2, 3, 32, 32), (2,)]
-        """
-        return self.x_spt, self.y_spt, self.x_qry, self.y_qry
-
-
-class ConfoundedShapes(TaskDataset):
+class ConfoundedShapes(ConfoundedTasks):
     """Few-shot shape classification whose training tasks carry switching confounders.
 
     Classes are seeded random star polygons (:mod:`metacrl.data.shapes_classes`): 64 train,
@@ -176,34 +126,24 @@ class ConfoundedShapes(TaskDataset):
         texture_strength: float = 0.3,
         class_seed: int = 0,
     ) -> None:
-        super().__init__(batchsz, seed)
-        self.mode = check_choice("mode", mode, _MODES)
-        self.n_way = check_int("n_way", n_way)
-        self.k_shot = check_int("k_shot", k_shot)
-        self.k_query = check_int("k_query", k_query)
-        self.rho = check_probability("rho", rho)
-        self.confounder = check_choice("confounder", confounder, CONFOUNDERS)
-        self.image_size = check_int("image_size", image_size, minimum=4)
-        self.meta_batch_size = check_int("meta_batch_size", meta_batch_size)
-        nuisance_index(fixed_attribute)
-        self.fixed_attribute = fixed_attribute
-        self.noise = float(noise)
-        if not self.noise >= 0:
-            raise ValueError(f"noise must be >= 0, got {noise!r}")
-        self.texture_strength = check_probability("texture_strength", texture_strength)
+        super().__init__(
+            mode,
+            n_way,
+            k_shot,
+            k_query,
+            rho,
+            confounder,
+            image_size,
+            batchsz,
+            meta_batch_size,
+            seed,
+            fixed_attribute=fixed_attribute,
+            noise=noise,
+            texture_strength=texture_strength,
+        )
         self.class_seed = check_seed(class_seed)
         self.class_ids = split_class_ids(self.mode)
-        if self.n_way > len(self.class_ids):
-            raise ValueError(
-                f"n_way={self.n_way} is larger than the {len(self.class_ids)} classes of the "
-                f"{self.mode!r} split"
-            )
-        if self.confounded and self.n_way > len(FOREGROUND_PALETTE):
-            raise ValueError(
-                f"n_way={self.n_way}: a confounded training task maps labels to distinct "
-                f"nuisance values, of which there are {len(FOREGROUND_PALETTE)}; use "
-                "n_way <= 8 or rho=0"
-            )
+        self._check_n_way()
         self._radii = make_shape_bank(self.class_seed).radii
 
     # ------------------------------------------------------------------ confounding
@@ -212,60 +152,15 @@ class ConfoundedShapes(TaskDataset):
         """The number of classes of the split."""
         return len(self.class_ids)
 
-    @property
-    def confounded(self) -> bool:
-        """Whether tasks carry a confounder (training with ``rho > 0``)."""
-        return self.mode == "train" and self.rho > 0
-
-    @property
-    def required_batch_size(self) -> int | None:
-        """The loader batch size that keeps confounder batches whole, or ``None`` if any works.
-
-        It is ``meta_batch_size`` when a confounder is shared by a meta-batch (training,
-        ``rho > 0``, ``"switch"`` or ``"fixed"``); :class:`~metacrl.data.TaskLoader` checks it.
-        """
-        if self.confounded and self.confounder != "task":
-            return self.meta_batch_size
-        return None
-
-    def confounder_of(self, index: int) -> Confounder | None:
-        """Return task ``index``'s confounder: its attribute and label-to-value mapping.
-
-        Args:
-            index: The task index (negative counts from the end).
-
-        Returns:
-            The :class:`~metacrl.data.confounding.Confounder`, or ``None`` when the task is
-            unconfounded (val/test mode, or ``rho=0``).
-
-        Raises:
-            IndexError: If ``index`` is out of range.
-
-        Example:
-            >>> ds = ConfoundedShapes(confounder="fixed", batchsz=8)
-            >>> ds.confounder_of(5).attribute
-            'background'
-        """
-        index = check_index(index, self.batchsz)
-        if not self.confounded:
-            return None
-        mode_key = _MODES.index(self.mode)
-        if self.confounder == "task":
-            rng = task_rng(self.seed, mode_key, _TASK_CONFOUNDER, index)
-            return draw_confounder(rng, self.n_way, None)
-        rng = task_rng(self.seed, mode_key, _BATCH_CONFOUNDER, index // self.meta_batch_size)
-        attribute = self.fixed_attribute if self.confounder == "fixed" else None
-        return draw_confounder(rng, self.n_way, attribute)
-
     # ------------------------------------------------------------------ tasks
-    def episode(self, index: int) -> ShapesEpisode:
+    def episode(self, index: int) -> ConfoundedEpisode:
         """Make task ``index`` with its classes, nuisance values, masks and confounder.
 
         Args:
             index: The task index (negative counts from the end).
 
         Returns:
-            The :class:`ShapesEpisode`.
+            The :class:`~metacrl.data.confounded.ConfoundedEpisode`.
 
         Raises:
             IndexError: If ``index`` is out of range.
@@ -277,7 +172,7 @@ class ConfoundedShapes(TaskDataset):
         """
         index = check_index(index, self.batchsz)
         confounder = self.confounder_of(index)
-        rng = task_rng(self.seed, _MODES.index(self.mode), _TASK, index)
+        rng = self.task_generator(index)
         classes = self.class_ids[rng.choice(self.num_classes, size=self.n_way, replace=False)]
         y_spt = class_major_labels(self.n_way, self.k_shot)
         y_qry = class_major_labels(self.n_way, self.k_query)
@@ -301,7 +196,7 @@ class ConfoundedShapes(TaskDataset):
         )
         x = torch.from_numpy(images)
         n_spt = len(y_spt)
-        return ShapesEpisode(
+        return ConfoundedEpisode(
             x_spt=x[:n_spt],
             y_spt=torch.from_numpy(y_spt),
             x_qry=x[n_spt:],

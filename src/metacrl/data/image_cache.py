@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +26,16 @@ from numpy.lib.format import open_memmap
 from metacrl.data.atomic import atomic_path, remove_orphans, write_bytes_atomic
 from metacrl.data.image_decode import decode_image
 
-__all__ = ["CACHE_FORMAT", "build_image_cache", "load_image_cache", "open_image_cache"]
+__all__ = [
+    "CACHE_FORMAT",
+    "Decoder",
+    "build_image_cache",
+    "load_image_cache",
+    "open_image_cache",
+]
+
+Decoder = Callable[[Path, int], np.ndarray]
+"""Reads an image file as a ``uint8`` array ``[size, size, 3]`` (e.g. :func:`decode_image`)."""
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +103,7 @@ def build_image_cache(
     progress: bool = True,
     threads: int | None = None,
     desc: str = "caching images",
+    decode: Decoder = decode_image,
 ) -> np.ndarray:
     """Decode and resize every image into a new cache, atomically, and open it.
 
@@ -106,6 +116,8 @@ def build_image_cache(
         progress: Show a progress bar (default: ``True``).
         threads: Decoding threads (PIL releases the GIL); default ``min(8, cpu_count)``.
         desc: The progress bar's label (default: ``"caching images"``).
+        decode: How a file becomes an array (default: :func:`decode_image`). A cache does not
+            record its decoder: give caches of different decoders different names.
 
     Returns:
         The memory-mapped ``uint8`` array ``[len(files), size, size, 3]``.
@@ -149,7 +161,7 @@ def build_image_cache(
         ):
             for start in range(0, len(files), _CHUNK):
                 chunk = files[start : start + _CHUNK]
-                for k, img in enumerate(pool.map(lambda f: decode_image(f, size), chunk)):
+                for k, img in enumerate(pool.map(lambda f: decode(f, size), chunk)):
                     out[start + k] = img
                 bar.update(len(chunk))
         out.flush()
@@ -170,6 +182,7 @@ def open_image_cache(
     *,
     progress: bool = True,
     desc: str = "caching images",
+    decode: Decoder = decode_image,
 ) -> np.ndarray:
     """Open the cache if it is valid, else build it (see :func:`build_image_cache`).
 
@@ -181,6 +194,7 @@ def open_image_cache(
         size: The side length.
         progress: Show a progress bar while building (default: ``True``).
         desc: The progress bar's label (default: ``"caching images"``).
+        decode: How a file becomes an array when building (default: :func:`decode_image`).
 
     Returns:
         The memory-mapped ``uint8`` array ``[len(files), size, size, 3]``.
@@ -203,4 +217,6 @@ def open_image_cache(
     images = load_image_cache(directory, name, filenames, size)
     if images is not None:
         return images
-    return build_image_cache(directory, name, files, filenames, size, progress=progress, desc=desc)
+    return build_image_cache(
+        directory, name, files, filenames, size, progress=progress, desc=desc, decode=decode
+    )

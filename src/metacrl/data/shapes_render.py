@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metacrl.data.painting import STRIPES_PER_IMAGE, paint, pixel_grid
+
 __all__ = [
     "ROTATION_JITTER",
     "SCALE_RANGE",
@@ -32,9 +34,6 @@ SCALE_RANGE = (0.5, 0.75)
 
 SHIFT_RANGE = 0.15
 """The shape's centre moves by ``U[-0.15, 0.15]`` of half the image side along each axis."""
-
-STRIPES_PER_IMAGE = 8
-"""Stripe periods across the image side (the texture nuisance)."""
 
 _CHUNK_PIXELS = 6144  # keeps each temporary under glibc's 128 KiB mmap threshold
 
@@ -138,9 +137,7 @@ def render_shapes(
     else:
         images = np.zeros((m, 3, pixels), dtype=f32)
     masks = np.empty((m, pixels), dtype=f32)
-    coords = (np.arange(size, dtype=f32) + f32(0.5)) * f32(2.0 / size) - f32(1.0)
-    gx = np.tile(coords, size)[None, :]  # [1, P], x runs along a row
-    gy = np.repeat(coords, size)[None, :]
+    gx, gy = pixel_grid(size)
     # Padded with its first two columns, each table wraps around without a modulo.
     table = np.concatenate([radii, radii[:, :2]], axis=1).astype(f32)
     # Work on a few images at a time: small temporaries are recycled by the allocator, where
@@ -209,18 +206,4 @@ def _render_chunk(
     mask *= poses.scale[:, None] * f32(size / 2)
     mask += f32(0.5)
     np.clip(mask, 0, 1, out=mask)
-    fg = foreground[:, :, None]
-    bg = background[:, :, None]
-    img = (fg - bg) * mask[:, None, :]  # [n, 3, P]
-    img += bg
-    if texture_strength > 0:
-        ang = stripe_angle[:, None]
-        proj = gx * np.cos(ang) + gy * np.sin(ang)
-        proj *= f32(np.pi * STRIPES_PER_IMAGE)  # 2 pi * (periods per unit), side of 2 units
-        proj += stripe_phase[:, None]
-        wave = np.sin(proj)
-        # 1 - strength * (0.5 + 0.5 sin): between 1 - strength and 1.
-        wave *= f32(-0.5 * texture_strength)
-        wave += f32(1.0 - 0.5 * texture_strength)
-        img *= wave[:, None, :]
-    out += img
+    out += paint(mask, foreground, background, stripe_angle, stripe_phase, gx, gy, texture_strength)

@@ -1,0 +1,216 @@
+"""What the confounded benchmarks share: their settings and the confounder schedule.
+
+:class:`~metacrl.data.ConfoundedShapes` (procedural shapes) and
+:class:`~metacrl.data.ConfoundedClipart` (real drawings) differ only in what carries the class:
+a shape's coverage or a drawing's ink. Both paint it with the same three nuisances (foreground
+colour, background colour, stripe orientation; :mod:`metacrl.data.painting`) and tie one of
+them to the label in training tasks, switched per meta-batch, as this base class schedules.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import get_args
+
+import numpy as np
+from torch import Tensor
+
+from metacrl.data.base import Task, TaskDataset
+from metacrl.data.confounding import Confounder, draw_confounder
+from metacrl.data.seeding import task_rng
+from metacrl.data.shapes_nuisance import NUM_VALUES, nuisance_index
+from metacrl.typing import ConfounderKind, Split
+from metacrl.validation import (
+    check_choice,
+    check_float,
+    check_index,
+    check_int,
+    check_probability,
+)
+
+__all__ = ["ConfoundedEpisode", "ConfoundedTasks"]
+
+SPLITS: tuple[Split, ...] = get_args(Split)
+TASK_STREAM, BATCH_CONFOUNDER_STREAM, TASK_CONFOUNDER_STREAM = 0, 1, 2  # tags of task_rng
+
+
+@dataclass(frozen=True)
+class ConfoundedEpisode:
+    """One task of a confounded benchmark with everything that made it.
+
+    Attributes:
+        x_spt: Support images ``[N*K, 3, S, S]`` in ``[0, 1]``.
+        y_spt: Support labels ``[N*K]``.
+        x_qry: Query images ``[N*Q, 3, S, S]``.
+        y_qry: Query labels ``[N*Q]``.
+        classes: Global class ids ``[n_way]``; label ``j`` is class ``classes[j]``.
+        nuisances: Nuisance values ``[N*K + N*Q, 3]`` (support rows first), columns in
+            ``NUISANCES`` order (foreground, background, texture).
+        masks: What carries the class, ``[N*K + N*Q, S, S]`` in ``[0, 1]``: a shape's coverage
+            (:class:`~metacrl.data.ConfoundedShapes`) or a drawing's ink
+            (:class:`~metacrl.data.ConfoundedClipart`).
+        confounder: The task's confounder, or ``None``.
+
+    Example:
+        >>> from metacrl.data import ConfoundedShapes, NUISANCES
+        >>> ep = ConfoundedShapes("train", n_way=3, k_shot=2, k_query=1, batchsz=4).episode(0)
+        >>> tuple(ep.x_spt.shape), ep.nuisances.shape, ep.confounder is not None
+        ((6, 3, 32, 32), (9, 3), True)
+        >>> labels = ep.y_spt.tolist() + ep.y_qry.tolist()
+        >>> column = NUISANCES.index(ep.confounder.attribute)   # the tied nuisance
+        >>> values = ep.nuisances[:, column].tolist()
+        >>> tied = [v == ep.confounder.mapping[y] for v, y in zip(values, labels, strict=True)]
+        >>> sum(tied) >= 5   # most of the 9 examples show their label's value (rho = 0.9)
+        True
+    """
+
+    x_spt: Tensor
+    y_spt: Tensor
+    x_qry: Tensor
+    y_qry: Tensor
+    classes: np.ndarray
+    nuisances: np.ndarray
+    masks: np.ndarray
+    confounder: Confounder | None
+
+    def tensors(self) -> Task:
+        """Return ``(x_spt, y_spt, x_qry, y_qry)``.
+
+        Returns:
+            The task's four tensors, what the dataset's ``task`` returns.
+        """
+        return self.x_spt, self.y_spt, self.x_qry, self.y_qry
+
+
+class ConfoundedTasks(TaskDataset, abc.ABC):
+    """Few-shot tasks whose training tasks tie a nuisance to the label (the shared base).
+
+    See :class:`~metacrl.data.ConfoundedShapes` for the arguments and the confounder schedule;
+    a subclass says which classes its split has (:attr:`num_classes`) and makes the tasks.
+
+    Args:
+        mode: ``"train"``, ``"val"`` or ``"test"``.
+        n_way: Classes per task.
+        k_shot: Support images per class.
+        k_query: Query images per class.
+        rho: Probability that an example shows its label's mapped value (0: unconfounded).
+        confounder: ``"switch"``, ``"fixed"`` or ``"task"``.
+        image_size: Image side length in pixels.
+        batchsz: The number of tasks.
+        meta_batch_size: Tasks per meta-batch sharing one confounder.
+        seed: The seed of the task stream.
+        fixed_attribute: The nuisance used by ``confounder="fixed"``.
+        noise: Standard deviation of the uniform pixel noise.
+        texture_strength: How much the stripes darken the image.
+
+    Example:
+        >>> from metacrl.data import ConfoundedShapes
+        >>> ds = ConfoundedShapes("train", n_way=3, batchsz=8, meta_batch_size=4)
+        >>> isinstance(ds, ConfoundedTasks), ds.required_batch_size
+        (True, 4)
+        >>> ds.confounder_of(0) == ds.confounder_of(3) and ds.confounder_of(4) is not None
+        True
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        n_way: int,
+        k_shot: int,
+        k_query: int,
+        rho: float,
+        confounder: str,
+        image_size: int,
+        batchsz: int,
+        meta_batch_size: int,
+        seed: int,
+        *,
+        fixed_attribute: str,
+        noise: float,
+        texture_strength: float,
+    ) -> None:
+        super().__init__(batchsz, seed)
+        self.mode: Split = check_choice("mode", mode, SPLITS)
+        self.n_way = check_int("n_way", n_way)
+        self.k_shot = check_int("k_shot", k_shot)
+        self.k_query = check_int("k_query", k_query)
+        self.rho = check_probability("rho", rho)
+        self.confounder: ConfounderKind = check_choice(
+            "confounder", confounder, get_args(ConfounderKind)
+        )
+        self.image_size = check_int("image_size", image_size, minimum=4)
+        self.meta_batch_size = check_int("meta_batch_size", meta_batch_size)
+        nuisance_index(fixed_attribute)
+        self.fixed_attribute = fixed_attribute
+        self.noise = check_float("noise", noise, at_least=0)
+        self.texture_strength = check_probability("texture_strength", texture_strength)
+        if self.confounded and self.n_way > NUM_VALUES:
+            raise ValueError(
+                f"n_way={self.n_way}: a confounded training task maps labels to distinct "
+                f"nuisance values, of which there are {NUM_VALUES}; use n_way <= 8 or rho=0"
+            )
+
+    def _check_n_way(self) -> None:
+        """Refuse more ways than the split has classes (call once the classes are known)."""
+        if self.n_way > self.num_classes:
+            raise ValueError(
+                f"n_way={self.n_way} is larger than the {self.num_classes} classes of the "
+                f"{self.mode!r} split"
+            )
+
+    @property
+    @abc.abstractmethod
+    def num_classes(self) -> int:
+        """The number of classes of the split."""
+
+    @property
+    def confounded(self) -> bool:
+        """Whether tasks carry a confounder (training with ``rho > 0``)."""
+        return self.mode == "train" and self.rho > 0
+
+    @property
+    def required_batch_size(self) -> int | None:
+        """The loader batch size that keeps confounder batches whole, or ``None`` if any works.
+
+        It is ``meta_batch_size`` when a confounder is shared by a meta-batch (training,
+        ``rho > 0``, ``"switch"`` or ``"fixed"``); :class:`~metacrl.data.TaskLoader` checks it.
+        """
+        if self.confounded and self.confounder != "task":
+            return self.meta_batch_size
+        return None
+
+    def confounder_of(self, index: int) -> Confounder | None:
+        """Return task ``index``'s confounder: its attribute and label-to-value mapping.
+
+        Args:
+            index: The task index (negative counts from the end).
+
+        Returns:
+            The :class:`~metacrl.data.Confounder`, or ``None`` when the task is unconfounded
+            (val/test mode, or ``rho=0``).
+
+        Raises:
+            IndexError: If ``index`` is out of range.
+        """
+        index = check_index(index, self.batchsz)
+        if not self.confounded:
+            return None
+        mode_key = SPLITS.index(self.mode)
+        if self.confounder == "task":
+            rng = task_rng(self.seed, mode_key, TASK_CONFOUNDER_STREAM, index)
+            return draw_confounder(rng, self.n_way, None)
+        rng = task_rng(self.seed, mode_key, BATCH_CONFOUNDER_STREAM, index // self.meta_batch_size)
+        attribute = self.fixed_attribute if self.confounder == "fixed" else None
+        return draw_confounder(rng, self.n_way, attribute)
+
+    def task_generator(self, index: int) -> np.random.Generator:
+        """The generator of task ``index``'s classes, images and nuisances.
+
+        Args:
+            index: A checked task index.
+
+        Returns:
+            A generator that depends only on ``(seed, mode, index)``.
+        """
+        return task_rng(self.seed, SPLITS.index(self.mode), TASK_STREAM, index)
