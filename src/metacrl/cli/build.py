@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -126,22 +126,8 @@ def build_dataset(
     if cfg.dataset == "sinusoid":
         return Sinusoid(batchsz=tasks, k_shot=cfg.shots, k_query=cfg.queries, seed=seed)
     size = _filled(cfg.image_size, "image_size")
-    if cfg.dataset == "confounded-clipart":
-        return ConfoundedClipart(
-            mode=split,
-            n_way=cfg.ways,
-            k_shot=cfg.shots,
-            k_query=cfg.queries,
-            rho=cfg.rho,
-            confounder=cfg.confounder,
-            image_size=size,
-            batchsz=tasks,
-            meta_batch_size=cfg.meta_batch,
-            seed=seed,
-            root=cfg.data_root or DEFAULT_ROOT,
-        )
-    if cfg.dataset == "confounded-shapes":
-        return ConfoundedShapes(
+    if cfg.dataset in ("confounded-shapes", "confounded-clipart"):
+        tasks_settings: dict[str, Any] = dict(
             mode=split,
             n_way=cfg.ways,
             k_shot=cfg.shots,
@@ -153,6 +139,9 @@ def build_dataset(
             meta_batch_size=cfg.meta_batch,
             seed=seed,
         )
+        if cfg.dataset == "confounded-shapes":
+            return ConfoundedShapes(**tasks_settings)
+        return ConfoundedClipart(**tasks_settings, root=cfg.data_root or DEFAULT_ROOT)
     return MiniImagenet(
         _filled(cfg.data_root, "data_root"),
         mode=split,

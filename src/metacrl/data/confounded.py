@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import get_args
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from metacrl.data.base import Task, TaskDataset
@@ -73,6 +74,44 @@ class ConfoundedEpisode:
     nuisances: np.ndarray
     masks: np.ndarray
     confounder: Confounder | None
+
+    @classmethod
+    def assemble(
+        cls,
+        images: np.ndarray,
+        y_spt: np.ndarray,
+        y_qry: np.ndarray,
+        classes: np.ndarray,
+        nuisances: np.ndarray,
+        masks: np.ndarray,
+        confounder: Confounder | None,
+    ) -> ConfoundedEpisode:
+        """Build an episode from all its images (support rows first) and its labels.
+
+        Args:
+            images: ``float32`` images ``[N*K + N*Q, 3, S, S]``, support first.
+            y_spt: Support labels ``[N*K]``.
+            y_qry: Query labels ``[N*Q]``.
+            classes: The task's classes.
+            nuisances: Nuisance values ``[N*K + N*Q, 3]``.
+            masks: What carries the class ``[N*K + N*Q, S, S]``.
+            confounder: The task's confounder, or ``None``.
+
+        Returns:
+            The episode, its images split into the support and query sets.
+        """
+        x = torch.from_numpy(images)
+        n_spt = len(y_spt)
+        return cls(
+            x_spt=x[:n_spt],
+            y_spt=torch.from_numpy(y_spt),
+            x_qry=x[n_spt:],
+            y_qry=torch.from_numpy(y_qry),
+            classes=classes,
+            nuisances=nuisances,
+            masks=masks,
+            confounder=confounder,
+        )
 
     def tensors(self) -> Task:
         """Return ``(x_spt, y_spt, x_qry, y_qry)``.
@@ -214,3 +253,31 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
             A generator that depends only on ``(seed, mode, index)``.
         """
         return task_rng(self.seed, SPLITS.index(self.mode), TASK_STREAM, index)
+
+    @abc.abstractmethod
+    def episode(self, index: int) -> ConfoundedEpisode:
+        """Make task ``index`` with everything that made it (see :class:`ConfoundedEpisode`)."""
+
+    def task(self, index: int) -> Task:
+        """Make task ``index``: images ``[N*K, 3, S, S]`` in ``[0, 1]`` and labels ``[N*K]``.
+
+        Args:
+            index: The task index.
+
+        Returns:
+            ``(x_spt, y_spt, x_qry, y_qry)``.
+        """
+        return self.episode(index).tensors()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(mode={self.mode!r}, n_way={self.n_way}, "
+            f"k_shot={self.k_shot}, k_query={self.k_query}, rho={self.rho}, "
+            f"confounder={self.confounder!r}, image_size={self.image_size}, "
+            f"batchsz={self.batchsz}, meta_batch_size={self.meta_batch_size}, "
+            f"seed={self.seed}{self._extra_repr()})"
+        )
+
+    def _extra_repr(self) -> str:
+        """More ``, key=value`` fields of the subclass for ``repr`` (none by default)."""
+        return ""

@@ -17,9 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from metacrl.data.base import Task
 from metacrl.data.clipart_files import DEFAULT_ROOT, decode_drawing, scan_clipart
 from metacrl.data.confounded import ConfoundedEpisode, ConfoundedTasks
 from metacrl.data.confounding import draw_nuisances
@@ -262,34 +260,9 @@ class ConfoundedClipart(ConfoundedTasks):
             noise=self.noise,
             rng=rng,
         )
-        x = torch.from_numpy(images)
-        n_spt = len(picked.y_spt)
-        return ConfoundedEpisode(
-            x_spt=x[:n_spt],
-            y_spt=torch.from_numpy(picked.y_spt),
-            x_qry=x[n_spt:],
-            y_qry=torch.from_numpy(picked.y_qry),
-            classes=picked.classes,
-            nuisances=values,
-            masks=masks,
-            confounder=confounder,
+        return ConfoundedEpisode.assemble(
+            images, picked.y_spt, picked.y_qry, picked.classes, values, masks, confounder
         )
 
-    def task(self, index: int) -> Task:
-        """Make task ``index``: images ``[N*K, 3, S, S]`` in ``[0, 1]`` and labels ``[N*K]``.
-
-        Args:
-            index: The task index.
-
-        Returns:
-            ``(x_spt, y_spt, x_qry, y_qry)``.
-        """
-        return self.episode(index).tensors()
-
-    def __repr__(self) -> str:
-        return (
-            f"ConfoundedClipart(mode={self.mode!r}, n_way={self.n_way}, k_shot={self.k_shot}, "
-            f"k_query={self.k_query}, rho={self.rho}, confounder={self.confounder!r}, "
-            f"image_size={self.image_size}, batchsz={self.batchsz}, "
-            f"meta_batch_size={self.meta_batch_size}, seed={self.seed}, root={str(self.root)!r})"
-        )
+    def _extra_repr(self) -> str:
+        return f", root={str(self.root)!r}"

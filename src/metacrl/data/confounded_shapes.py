@@ -17,9 +17,7 @@ meta-test every nuisance is independent of the label, so only shape knowledge sc
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from metacrl.data.base import Task
 from metacrl.data.confounded import ConfoundedEpisode, ConfoundedTasks
 from metacrl.data.confounding import draw_nuisances
 from metacrl.data.episodes import class_major_labels
@@ -194,41 +192,4 @@ class ConfoundedShapes(ConfoundedTasks):
             noise=self.noise,
             rng=rng,
         )
-        x = torch.from_numpy(images)
-        n_spt = len(y_spt)
-        return ConfoundedEpisode(
-            x_spt=x[:n_spt],
-            y_spt=torch.from_numpy(y_spt),
-            x_qry=x[n_spt:],
-            y_qry=torch.from_numpy(y_qry),
-            classes=classes,
-            nuisances=values,
-            masks=masks,
-            confounder=confounder,
-        )
-
-    def task(self, index: int) -> Task:
-        """Make task ``index``: images ``[N*K, 3, S, S]`` in ``[0, 1]`` and labels ``[N*K]``.
-
-        Args:
-            index: The task index.
-
-        Returns:
-            ``(x_spt, y_spt, x_qry, y_qry)``.
-
-        Example:
-            >>> ds = ConfoundedShapes("val", n_way=3, k_shot=2, k_query=1, image_size=16,
-            ...                       batchsz=2)
-            >>> x_spt, y_spt, x_qry, y_qry = ds.task(0)
-            >>> tuple(x_spt.shape), y_spt.tolist(), y_qry.tolist()
-            ((6, 3, 16, 16), [0, 0, 1, 1, 2, 2], [0, 1, 2])
-        """
-        return self.episode(index).tensors()
-
-    def __repr__(self) -> str:
-        return (
-            f"ConfoundedShapes(mode={self.mode!r}, n_way={self.n_way}, k_shot={self.k_shot}, "
-            f"k_query={self.k_query}, rho={self.rho}, confounder={self.confounder!r}, "
-            f"image_size={self.image_size}, batchsz={self.batchsz}, "
-            f"meta_batch_size={self.meta_batch_size}, seed={self.seed})"
-        )
+        return ConfoundedEpisode.assemble(images, y_spt, y_qry, classes, values, masks, confounder)
