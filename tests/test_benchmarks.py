@@ -127,3 +127,12 @@ def test_loader_speed_script_runs() -> None:
     assert "| MiniImagenet, cached (uint8 memmap)" in out
     assert "cached / decode-per-access speed ratio" in out
     assert "ConfoundedShapes:" in out and "ms per task" in out
+
+
+def test_diagnose_report_tables_the_committed_runs():
+    out = _run("diagnose.py", "report")
+    for setting in ("clipart", "shapes"):
+        assert f"\n{setting}: best validation accuracy" in out
+    rows = [line for line in out.splitlines() if line.startswith("| metacrl |")]
+    assert len(rows) == 2
+    assert all(float(row.split("|")[3]) > 33.0 for row in rows)  # above chance

@@ -1,0 +1,170 @@
+"""Why can MetaCRL lose to its base learner? One-change diagnostics, on validation tasks only.
+
+Each run meta-trains MAML or MAML + MetaCRL (built as ``metacrl train`` builds it) with one
+change to MetaCRL, and records the validation curve, the best validation accuracy and what
+happened inside the module: the mean gate, the fraction of open gates, and the singular values
+of the factor directions ``U`` (the head sees ``U (w * U^T g)``, so a small singular value
+means a direction of the features the head can no longer see). No test task is read.
+
+    python benchmarks/diagnose.py run --setting clipart --seeds 0 1 2   # needs openclipart-png
+    python benchmarks/diagnose.py run --setting shapes --seeds 0 1 2
+    python benchmarks/diagnose.py report
+
+Runs are resumable (one JSON file each in ``benchmarks/results/diagnose/``). The variant
+``orthonormal`` is not a library option: it replaces ``U`` by an orthonormal basis of ``Xi``'s
+columns (QR), here only, to test whether keeping the head's input full-rank removes the loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "diagnose"
+CLIPART = os.environ.get("METACRL_CLIPART", "/usr/share/openclipart/png")
+SETTINGS: dict[str, dict[str, Any]] = {
+    # real drawings: 3-way 1-shot at 28x28 (feature_dim 32), 400 iterations
+    "clipart": {
+        "dataset": "confounded-clipart", "data_root": CLIPART, "ways": 3, "queries": 5,
+        "image_size": 28, "iterations": 400,
+    },
+    # the home benchmark: 5-way 1-shot at 32x32 (feature_dim 128), 300 iterations
+    "shapes": {"dataset": "confounded-shapes", "ways": 5, "queries": 15, "iterations": 300},
+}  # fmt: skip
+VARIANTS: dict[str, dict[str, Any]] = {
+    "maml": {},
+    "metacrl": {},  # metacrl train's defaults
+    "no-causal-step": {"crl_steps": 0},
+    "xi_lr-0.04": {"reg.xi_lr": 0.04},
+    "orthonormal": {"orthonormal": True},
+    "orthonormal+gr_lr-0.4": {"orthonormal": True, "reg.gr_lr": 0.4},
+}
+
+
+def _orthonormal(xi: torch.Tensor) -> torch.Tensor:
+    """``xi``'s columns made orthonormal (QR, signs kept): a differentiable, full-rank basis.
+
+    (The polar factor by SVD would be nearer, but its gradient is infinite at the orthogonal
+    initialisation, where all singular values are equal.)
+    """
+    q, r = torch.linalg.qr(xi)
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:
+    from metacrl.cli.build import build_trainer
+    from metacrl.cli.config import TrainConfig
+    from metacrl.regularizer import MetaCRLModule
+
+    changes = dict(VARIANTS[variant])
+    orthonormal = changes.pop("orthonormal", False)
+    reg_changes = {k[4:]: v for k, v in changes.items() if k.startswith("reg.")}
+    cfg_changes = {k: v for k, v in changes.items() if not k.startswith("reg.")}
+    cfg = TrainConfig(
+        **SETTINGS[setting], val_every=100, val_tasks=300, seed=seed, **cfg_changes
+    ).resolved()
+    folder = Path("runs/diagnose") / setting / f"{variant}-s{seed}"
+    original = MetaCRLModule.__dict__["_directions"]  # the staticmethod itself
+    if orthonormal:
+        MetaCRLModule._directions = staticmethod(_orthonormal)  # type: ignore[method-assign]
+    try:
+        trainer = build_trainer(cfg, variant != "maml", folder, progress=False)
+        for key, value in reg_changes.items():
+            setattr(trainer.learner.regularizer, key, value)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        records = trainer.log.read()
+        result: dict[str, Any] = {
+            "setting": setting,
+            "variant": variant,
+            "seed": seed,
+            "config": cfg.as_dict(),
+            "changes": VARIANTS[variant],
+            "val": [[r["iteration"], r["accuracy"]] for r in records if r["kind"] == "val"],
+            "seconds": seconds,
+            "torch": torch.__version__,
+        }
+        result["best_val"] = max(acc for _, acc in result["val"])
+        train = [r for r in records if r["kind"] == "train" and "crl/gate_mean" in r][-50:]
+        if train:
+            for key in ("crl/gate_mean", "crl/gates_open", "crl/invariance", "crl/task"):
+                result[key] = sum(r[key] for r in train) / len(train)
+            directions = trainer.learner.regularizer.factor_directions().detach()
+            result["u_singular_values"] = torch.linalg.svdvals(directions).tolist()
+    finally:
+        MetaCRLModule._directions = original  # type: ignore[method-assign]
+    return result
+
+
+def command_run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    for seed in args.seeds:
+        for variant in args.variants or VARIANTS:
+            path = RESULTS / args.setting / f"{variant}-s{seed}.json"
+            if path.exists():
+                continue
+            result = run_one(args.setting, variant, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1))
+            print(f"{args.setting} {variant} seed {seed}: best val {100 * result['best_val']:.2f}")
+
+
+def command_report(args: argparse.Namespace) -> None:
+    for setting_dir in sorted(RESULTS.glob("*")):
+        runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+        for path in sorted(setting_dir.glob("*.json")):
+            r = json.loads(path.read_text())
+            runs[r["variant"]][r["seed"]] = r
+        base = runs.get("maml", {})
+        print(f"\n{setting_dir.name}: best validation accuracy (%), 300 episodes; paired vs MAML")
+        print(
+            "| variant | seeds | best val | − MAML (per seed) | mean gate | U's singular values |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
+        for variant in VARIANTS:
+            by_seed = runs.get(variant)
+            if not by_seed:
+                continue
+            seeds = sorted(by_seed)
+            vals = [100 * by_seed[s]["best_val"] for s in seeds]
+            diffs = [
+                f"{100 * (by_seed[s]['best_val'] - base[s]['best_val']):+.1f}"
+                for s in seeds
+                if s in base
+            ]
+            gate = [by_seed[s].get("crl/gate_mean") for s in seeds]
+            sv = [by_seed[s].get("u_singular_values") for s in seeds]
+            gate_text = "-" if None in gate else f"{sum(gate) / len(gate):.3f}"  # type: ignore[arg-type]
+            sv_text = (
+                "-"
+                if None in sv
+                else f"{min(min(v) for v in sv):.2f} to {max(max(v) for v in sv):.2f}"  # type: ignore[union-attr]
+            )
+            print(
+                f"| {variant} | {', '.join(map(str, seeds))} | {sum(vals) / len(vals):.2f} | "
+                f"{', '.join(diffs) or '-'} | {gate_text} | {sv_text} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    run.add_argument("--variants", nargs="*", choices=sorted(VARIANTS))
+    sub.add_parser("report")
+    args = parser.parse_args()
+    command_run(args) if args.command == "run" else command_report(args)
+
+
+if __name__ == "__main__":
+    main()
