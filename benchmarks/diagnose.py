@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "diagnose"
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, two-sided 95%, by degrees of freedom
 CLIPART = os.environ.get("METACRL_CLIPART", "/usr/share/openclipart/png")
 SETTINGS: dict[str, dict[str, Any]] = {
     # real drawings: 3-way 1-shot at 28x28 (feature_dim 32), 400 iterations
@@ -126,20 +127,25 @@ def command_report(args: argparse.Namespace) -> None:
         base = runs.get("maml", {})
         print(f"\n{setting_dir.name}: best validation accuracy (%), 300 episodes; paired vs MAML")
         print(
-            "| variant | seeds | best val | − MAML (per seed) | mean gate | U's singular values |"
+            "| variant | seeds | best val | − MAML (per seed) | paired mean ± 95% CI "
+            "| mean gate | U's singular values |"
         )
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for variant in VARIANTS:
             by_seed = runs.get(variant)
             if not by_seed:
                 continue
             seeds = sorted(by_seed)
             vals = [100 * by_seed[s]["best_val"] for s in seeds]
-            diffs = [
-                f"{100 * (by_seed[s]['best_val'] - base[s]['best_val']):+.1f}"
-                for s in seeds
-                if s in base
+            gains = [
+                100 * (by_seed[s]["best_val"] - base[s]["best_val"]) for s in seeds if s in base
             ]
+            diffs = [f"{g:+.1f}" for g in gains]
+            paired = "-"
+            if len(gains) > 1 and variant != "maml":
+                mean = sum(gains) / len(gains)
+                sd = (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)) ** 0.5
+                paired = f"{mean:+.1f} ± {T_95[len(gains) - 1] * sd / len(gains) ** 0.5:.1f}"
             gate = [by_seed[s].get("crl/gate_mean") for s in seeds]
             sv = [by_seed[s].get("u_singular_values") for s in seeds]
             gate_text = "-" if None in gate else f"{sum(gate) / len(gate):.3f}"  # type: ignore[arg-type]
@@ -150,7 +156,7 @@ def command_report(args: argparse.Namespace) -> None:
             )
             print(
                 f"| {variant} | {', '.join(map(str, seeds))} | {sum(vals) / len(vals):.2f} | "
-                f"{', '.join(diffs) or '-'} | {gate_text} | {sv_text} |"
+                f"{', '.join(diffs) or '-'} | {paired} | {gate_text} | {sv_text} |"
             )
 
 
