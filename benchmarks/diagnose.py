@@ -10,9 +10,9 @@ means a direction of the features the head can no longer see). No test task is r
     python benchmarks/diagnose.py run --setting shapes --seeds 0 1 2
     python benchmarks/diagnose.py report
 
-Runs are resumable (one JSON file each in ``benchmarks/results/diagnose/``). The variant
-``orthonormal`` is not a library option: it replaces ``U`` by an orthonormal basis of ``Xi``'s
-columns (QR), here only, to test whether keeping the head's input full-rank removes the loss.
+Runs are resumable (one JSON file each in ``benchmarks/results/diagnose/``). The variants
+``orthonormal*`` use ``basis="orthonormal"`` (``--basis orthonormal``): ``U`` is an orthonormal
+basis of ``Xi``'s columns (QR), so the head's input keeps full rank.
 """
 
 from __future__ import annotations
@@ -38,70 +38,62 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     # the home benchmark: 5-way 1-shot at 32x32 (feature_dim 128), 300 iterations
     "shapes": {"dataset": "confounded-shapes", "ways": 5, "queries": 15, "iterations": 300},
+    # real drawings, larger: 5-way 1-shot at 32x32 (feature_dim 128), 400 iterations
+    "clipart-5way": {
+        "dataset": "confounded-clipart", "data_root": CLIPART, "ways": 5, "queries": 5,
+        "image_size": 32, "iterations": 400,
+    },
+    # real drawings without confounders (rho 0): MetaCRL must do no harm here
+    "clipart-rho0": {
+        "dataset": "confounded-clipart", "data_root": CLIPART, "ways": 3, "queries": 5,
+        "image_size": 28, "iterations": 400, "rho": 0.0,
+    },
 }  # fmt: skip
 VARIANTS: dict[str, dict[str, Any]] = {
     "maml": {},
     "metacrl": {},  # metacrl train's defaults
     "no-causal-step": {"crl_steps": 0},
-    "xi_lr-0.04": {"reg.xi_lr": 0.04},
-    "orthonormal": {"orthonormal": True},
-    "orthonormal+gr_lr-0.4": {"orthonormal": True, "reg.gr_lr": 0.4},
-}
-
-
-def _orthonormal(xi: torch.Tensor) -> torch.Tensor:
-    """``xi``'s columns made orthonormal (QR, signs kept): a differentiable, full-rank basis.
-
-    (The polar factor by SVD would be nearer, but its gradient is infinite at the orthogonal
-    initialisation, where all singular values are equal.)
-    """
-    q, r = torch.linalg.qr(xi)
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    "xi_lr-0.04": {"xi_lr": 0.04},
+    "orthonormal": {"basis": "orthonormal"},
+    "orthonormal+gr_lr-0.4": {"basis": "orthonormal", "gr_lr": 0.4},
+    "lambda_orth-0": {"lambda_orth": 0.0},
+    "lambda_orth-1e-4": {"lambda_orth": 1e-4},
+    "orthonormal+gr_lr-0.4+lambda_gate-1": {
+        "basis": "orthonormal", "gr_lr": 0.4, "lambda_gate": 1.0,
+    },
+}  # fmt: skip
 
 
 def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:
     from metacrl.cli.build import build_trainer
     from metacrl.cli.config import TrainConfig
-    from metacrl.regularizer import MetaCRLModule
 
-    changes = dict(VARIANTS[variant])
-    orthonormal = changes.pop("orthonormal", False)
-    reg_changes = {k[4:]: v for k, v in changes.items() if k.startswith("reg.")}
-    cfg_changes = {k: v for k, v in changes.items() if not k.startswith("reg.")}
     cfg = TrainConfig(
-        **SETTINGS[setting], val_every=100, val_tasks=300, seed=seed, **cfg_changes
+        **SETTINGS[setting], val_every=100, val_tasks=300, seed=seed, **VARIANTS[variant]
     ).resolved()
     folder = Path("runs/diagnose") / setting / f"{variant}-s{seed}"
-    original = MetaCRLModule.__dict__["_directions"]  # the staticmethod itself
-    if orthonormal:
-        MetaCRLModule._directions = staticmethod(_orthonormal)  # type: ignore[method-assign]
-    try:
-        trainer = build_trainer(cfg, variant != "maml", folder, progress=False)
-        for key, value in reg_changes.items():
-            setattr(trainer.learner.regularizer, key, value)
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-        records = trainer.log.read()
-        result: dict[str, Any] = {
-            "setting": setting,
-            "variant": variant,
-            "seed": seed,
-            "config": cfg.as_dict(),
-            "changes": VARIANTS[variant],
-            "val": [[r["iteration"], r["accuracy"]] for r in records if r["kind"] == "val"],
-            "seconds": seconds,
-            "torch": torch.__version__,
-        }
-        result["best_val"] = max(acc for _, acc in result["val"])
-        train = [r for r in records if r["kind"] == "train" and "crl/gate_mean" in r][-50:]
-        if train:
-            for key in ("crl/gate_mean", "crl/gates_open", "crl/invariance", "crl/task"):
-                result[key] = sum(r[key] for r in train) / len(train)
-            directions = trainer.learner.regularizer.factor_directions().detach()
-            result["u_singular_values"] = torch.linalg.svdvals(directions).tolist()
-    finally:
-        MetaCRLModule._directions = original  # type: ignore[method-assign]
+    trainer = build_trainer(cfg, variant != "maml", folder, progress=False)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    records = trainer.log.read()
+    result: dict[str, Any] = {
+        "setting": setting,
+        "variant": variant,
+        "seed": seed,
+        "config": cfg.as_dict(),
+        "changes": VARIANTS[variant],
+        "val": [[r["iteration"], r["accuracy"]] for r in records if r["kind"] == "val"],
+        "seconds": seconds,
+        "torch": torch.__version__,
+    }
+    result["best_val"] = max(acc for _, acc in result["val"])
+    train = [r for r in records if r["kind"] == "train" and "crl/gate_mean" in r][-50:]
+    if train:
+        for key in ("crl/gate_mean", "crl/gates_open", "crl/invariance", "crl/task"):
+            result[key] = sum(r[key] for r in train) / len(train)
+        directions = trainer.learner.regularizer.factor_directions().detach()
+        result["u_singular_values"] = torch.linalg.svdvals(directions).tolist()
     return result
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "HeadInput",
     "HeadTask",
     "HeadTransform",
+    "FactorBasis",
     "Invariance",
     "LearningRates",
     "LossFn",
@@ -48,6 +49,9 @@ Invariance = Literal["irm", "vrex"]
 """MetaCRL's invariance penalty: IRMv1 or V-REx."""
 Schedule = Literal["alternating", "joint"]
 """MetaCRL's schedule: causal steps on ``Xi``/``f_gr`` before θ's update, or one joint step."""
+FactorBasis = Literal["normalized", "orthonormal"]
+"""How MetaCRL makes ``Xi`` into factor directions ``U``: unit columns scaled to spectral norm
+one (they may turn towards each other), or an orthonormal basis of its columns (QR)."""
 HeadInput = Literal["features", "factors"]
 """What the head sees under MetaCRL: the gated factors mapped back to features, or the factors."""
 ConfounderKind = Literal["switch", "fixed", "task"]

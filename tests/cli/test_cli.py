@@ -294,6 +294,8 @@ def test_sinusoid_regression_end_to_end(tmp_path, capsys):
         (["--meta-lr", "0"], "--meta-lr must be a finite number > 0, got 0.0"),
         (["--lambda-inv", "-1"], "--lambda-inv must be a finite number >= 0"),
         (["--rho", "1.5"], "--rho must be a number in [0, 1], got 1.5"),
+        (["--basis", "orthonormal", "--num-factors", "999"], "num_factors <= feature_dim"),
+        (["--xi-lr", "0"], "--xi-lr must be a finite number > 0, got 0.0"),
         (
             ["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"],
             "device",
@@ -451,6 +453,15 @@ def test_dataset_dependent_defaults(dataset, learner, inner_lr, image_size, back
     assert (cfg.inner_lr, cfg.image_size, cfg.backbone) == (inner_lr, image_size, backbone)
     given = TrainConfig(dataset=dataset, learner=learner, data_root="/data", inner_lr=0.3)
     assert given.resolved().inner_lr == 0.3
+
+
+def test_the_causal_step_options_reach_the_regularizer():
+    cfg = TrainConfig(basis="orthonormal", xi_lr=0.05, gr_lr=0.3, num_factors=16).resolved()
+    learner = build_learner(cfg, build_model(cfg), metacrl=True)
+    reg = learner.regularizer
+    assert (reg.basis, reg.xi_lr, reg.gr_lr, reg.num_factors) == ("orthonormal", 0.05, 0.3, 16)
+    default = build_learner(TrainConfig().resolved(), build_model(cfg), metacrl=True).regularizer
+    assert (default.basis, default.xi_lr, default.gr_lr) == ("normalized", 0.4, 0.01)
 
 
 def test_numbers_of_a_config_file_become_the_field_type(tmp_path):

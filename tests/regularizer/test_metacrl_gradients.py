@@ -47,11 +47,14 @@ def _regularizer(mode: str, invariance: str = "irm", **kw) -> MetaCRLRegularizer
     return reg
 
 
-@pytest.mark.parametrize("invariance", ["irm", "vrex"])
+@pytest.mark.parametrize(
+    ("invariance", "basis"),
+    [("irm", "normalized"), ("vrex", "normalized"), ("vrex", "orthonormal")],
+)
 @pytest.mark.parametrize("name", ["maml", "anil", "metasgd", "protonet"])
-def test_joint_mode_gradients_of_xi_and_gate_net_match_finite_differences(name, invariance):
+def test_joint_mode_gradients_of_xi_and_gate_net_match_finite_differences(name, invariance, basis):
     batch = random_batch()
-    wrapped = _regularizer("joint", invariance).wrap(_learner(name))
+    wrapped = _regularizer("joint", invariance, basis=basis).wrap(_learner(name))
     analytic = _grads(wrapped, batch)
     reg_names = [n for n in analytic if n.startswith("regularizer.")]
     numeric = _finite_differences(wrapped, batch, names=reg_names)
@@ -87,8 +90,9 @@ def test_wrapped_theta_gradient_matches_finite_differences(name):
     assert all(float(analytic[n].abs().max()) == 0 for n in analytic if n not in theta)
 
 
-def test_causal_objective_gradient_matches_finite_differences():
-    reg = _regularizer("alternating")
+@pytest.mark.parametrize("basis", ["normalized", "orthonormal"])
+def test_causal_objective_gradient_matches_finite_differences(basis):
+    reg = _regularizer("alternating", basis=basis)
     learner = _learner("maml")
     envs = learner.task_features(learner.as_batch(*random_batch(tasks=3)))
     params = [reg.xi, *reg.f_gr.parameters()]

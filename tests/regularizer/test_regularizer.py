@@ -50,6 +50,41 @@ def test_transform_never_lengthens_features_even_when_the_factors_collapse():
     assert float(raw.norm(dim=-1).max()) > 10 * float(feats.norm(dim=-1).max())
 
 
+@pytest.mark.parametrize("num_factors", [3, 6])
+def test_orthonormal_basis_keeps_every_direction_however_xi_moves(num_factors):
+    reg = MetaCRLRegularizer(feature_dim=6, num_factors=num_factors, basis="orthonormal").double()
+    with torch.no_grad():  # columns turned towards each other, as a causal step can do
+        reg.xi.copy_(torch.randn(6, 1).repeat(1, num_factors) + 0.05 * torch.randn(6, num_factors))
+    u = reg.factor_directions().detach()
+    eye = torch.eye(num_factors, dtype=torch.float64)
+    torch.testing.assert_close(u.T @ u, eye, rtol=0, atol=1e-10)
+    # U spans Xi's columns, and each U column points along the Gram-Schmidt direction of Xi's
+    unit = reg.xi.detach() / reg.xi.detach().norm(dim=0)
+    torch.testing.assert_close(u @ (u.T @ unit), unit, rtol=0, atol=1e-10)
+    assert float((u[:, 0] * unit[:, 0]).sum()) == pytest.approx(1.0)
+    feats = torch.randn(4, 6, dtype=torch.float64)
+    out = reg.transform(feats, torch.ones(num_factors, dtype=torch.float64)).detach()
+    if num_factors == 6:  # M = d with open gates: the identity, whatever Xi is
+        torch.testing.assert_close(out, feats, rtol=0, atol=1e-10)
+    else:  # the orthogonal projection onto Xi's columns
+        torch.testing.assert_close(out, feats @ u @ u.T, rtol=0, atol=1e-12)
+    # the normalized basis of the same Xi loses directions: the case the option is for
+    normalized = MetaCRLRegularizer(feature_dim=6, num_factors=num_factors).double()
+    normalized.load_state_dict(reg.state_dict())
+    assert float(torch.linalg.svdvals(normalized.factor_directions().detach()).min()) < 0.2
+
+
+def test_orthonormal_basis_starts_at_xi_and_needs_no_more_factors_than_features():
+    torch.manual_seed(0)
+    reg = MetaCRLRegularizer(feature_dim=8, num_factors=5, basis="orthonormal")
+    torch.testing.assert_close(reg.factor_directions().detach(), reg.xi.detach(), atol=1e-5, rtol=0)
+    assert "basis='orthonormal'" in repr(reg)
+    with pytest.raises(ValueError, match="num_factors <= feature_dim"):
+        MetaCRLRegularizer(feature_dim=8, num_factors=9, basis="orthonormal")
+    with pytest.raises(ValueError, match="basis"):
+        MetaCRLRegularizer(feature_dim=8, basis="polar")  # type: ignore[arg-type]
+
+
 def test_frozen_directions_follow_every_change_of_xi():
     """The frozen directions are cached; in-place steps, loading and casting refresh them."""
     reg = MetaCRLRegularizer(feature_dim=6, num_factors=4)

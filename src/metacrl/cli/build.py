@@ -227,8 +227,11 @@ def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool
         invariance=cfg.invariance,
         mode=cfg.mode,
         crl_steps=cfg.crl_steps,
+        xi_lr=cfg.xi_lr,
+        gr_lr=cfg.gr_lr,
         replay=cfg.replay,
         use_gates=cfg.gates,
+        basis=cfg.basis,
     )
     return regularizer.wrap(learner)
 

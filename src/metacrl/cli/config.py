@@ -25,7 +25,7 @@ from typing import (
     get_type_hints,
 )
 
-from metacrl.typing import Backend, ConfounderKind, Invariance, Schedule
+from metacrl.typing import Backend, ConfounderKind, FactorBasis, Invariance, Schedule
 from metacrl.validation import check_choice, check_float, check_int, check_probability
 
 if TYPE_CHECKING:
@@ -252,6 +252,13 @@ class TrainConfig:
         "schedule: causal steps before each meta-update (alternating), or one joint step",
     )
     crl_steps: int = _option(5, "causal steps per meta-iteration (alternating mode)", minimum=0)
+    xi_lr: float = _option(0.4, "step size of the causal steps for Xi", above=0)
+    gr_lr: float = _option(0.01, "step size of the causal steps for the gate network f_gr", above=0)
+    basis: FactorBasis = _option(
+        "normalized",
+        "factor directions from Xi: unit columns scaled to spectral norm one (normalized), or "
+        "an orthonormal basis of its columns (orthonormal, needs num_factors <= feature_dim)",
+    )
     replay: int = _option(3, "earlier meta-batches used as extra environments", minimum=0)
     gates: bool = _option(True, "per-task factor gates (--no-gates opens every gate: an ablation)")
     val_every: int = _option(

@@ -19,7 +19,7 @@ from metacrl.regularizer.penalties import (
     spectral_norm_estimate,
     vrex_penalty,
 )
-from metacrl.typing import HeadInput, HeadTask, Invariance, LossFn, Schedule
+from metacrl.typing import FactorBasis, HeadInput, HeadTask, Invariance, LossFn, Schedule
 from metacrl.validation import check_choice, check_float, check_int
 
 __all__ = ["MetaCRLModule"]
@@ -52,6 +52,7 @@ class MetaCRLModule(nn.Module):
         max_grad_norm: float | None = 1.0,
         refresh_replay: bool = False,
         use_gates: bool = True,
+        basis: FactorBasis = "normalized",
     ) -> None:
         super().__init__()
         self.feature_dim = check_int("feature_dim", feature_dim)
@@ -63,6 +64,13 @@ class MetaCRLModule(nn.Module):
         self.invariance: Invariance = check_choice("invariance", invariance, get_args(Invariance))
         self.mode: Schedule = check_choice("mode", mode, get_args(Schedule))
         self.head_input: HeadInput = check_choice("head_input", head_input, get_args(HeadInput))
+        self.basis: FactorBasis = check_choice("basis", basis, get_args(FactorBasis))
+        if self.basis == "orthonormal" and self.num_factors > self.feature_dim:
+            raise ValueError(
+                f"basis='orthonormal' needs num_factors <= feature_dim (at most {feature_dim} "
+                f"orthonormal directions in {feature_dim} dimensions), got num_factors="
+                f"{num_factors}; lower num_factors or use basis='normalized'"
+            )
         self.crl_steps = check_int("crl_steps", crl_steps, minimum=0)
         self.xi_lr = check_float("xi_lr", xi_lr, above=0)
         self.gr_lr = check_float("gr_lr", gr_lr, above=0)
@@ -93,18 +101,20 @@ class MetaCRLModule(nn.Module):
         """Summarise the settings in ``repr``."""
         return (
             f"feature_dim={self.feature_dim}, num_factors={self.num_factors}, "
-            f"invariance={self.invariance!r}, mode={self.mode!r}, replay={self.replay}, "
-            f"head_input={self.head_input!r}"
+            f"basis={self.basis!r}, invariance={self.invariance!r}, mode={self.mode!r}, "
+            f"replay={self.replay}, head_input={self.head_input!r}"
         )
 
     def factor_directions(self, *, frozen: bool = False) -> Tensor:
-        """Return ``Xi`` as the forward pass uses it: unit columns, spectral norm one.
+        """Return ``Xi`` as the forward pass uses it: the factor directions ``U``.
 
-        Only the directions of the factors matter, and the map ``g -> Xi Xi^T g`` never
-        lengthens a feature vector: the unit-column matrix is divided by its largest singular
-        value (:func:`spectral_norm_estimate`). Without that division, a causal step that turns
-        the columns towards each other (``xi_lr`` = 0.4 by default) multiplies the head's input
-        by up to ``num_factors``, and the inner loop diverges.
+        With ``basis="normalized"``, ``U`` is ``Xi`` with unit columns, divided by its largest
+        singular value (:func:`spectral_norm_estimate`), so the map ``g -> U U^T g`` never
+        lengthens a feature vector; the columns may turn towards each other, and then the head
+        no longer sees some directions of the features. With ``basis="orthonormal"``, ``U`` is
+        the orthonormal basis of ``Xi``'s columns from its QR decomposition (signs fixed so that
+        ``U = Xi`` for orthonormal ``Xi``): ``U U^T`` is the projection onto their span (the
+        identity when ``num_factors == feature_dim``), so only the gates remove information.
 
         Args:
             frozen: Treat ``Xi`` as a constant. The constant is computed once and reused until
@@ -124,6 +134,10 @@ class MetaCRLModule(nn.Module):
             >>> sigma = float(torch.linalg.matrix_norm(u.detach(), ord=2))
             >>> 0.99 < sigma < 1.05  # the estimate is exact up to a few per cent
             True
+            >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, basis="orthonormal")
+            >>> u = reg.factor_directions().detach()
+            >>> torch.allclose(u.T @ u, torch.eye(4), atol=1e-6)
+            True
         """
         if frozen:  # a constant: computed once per value of Xi (the inner loops call it often)
             key = (self.xi.data_ptr(), self.xi._version, self.xi.dtype, self.xi.device)
@@ -133,8 +147,12 @@ class MetaCRLModule(nn.Module):
             return self._frozen_directions[1]
         return self._directions(self.xi)
 
-    @staticmethod
-    def _directions(xi: Tensor) -> Tensor:
+    def _directions(self, xi: Tensor) -> Tensor:
+        if self.basis == "orthonormal":
+            q, r = torch.linalg.qr(xi)  # reduced: [feature_dim, num_factors]
+            signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
+            basis: Tensor = q * signs.unsqueeze(0)
+            return basis
         unit = xi / xi.norm(dim=0, keepdim=True).clamp_min(1e-6)
         scaled: Tensor = unit / spectral_norm_estimate(unit)
         return scaled

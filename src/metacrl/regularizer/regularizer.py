@@ -67,6 +67,11 @@ class MetaCRLRegularizer(MetaCRLModule):
             meta-batch only).
         head_input: ``"features"`` (map the gated factors back with ``Xi``) or ``"factors"``.
         gate_init: Initial value of the gates (the last layer's bias), in ``(0, 1)``.
+        basis: How ``Xi`` becomes the factor directions ``U`` (see :meth:`factor_directions`):
+            ``"normalized"`` (default; unit columns at spectral norm one, which may turn
+            towards each other) or ``"orthonormal"`` (an orthonormal basis of the columns, so
+            the head keeps every direction the gates keep; needs ``num_factors <=
+            feature_dim``).
         use_gates: Gate the factors per task (``False``, an ablation: every gate is 1 and
             ``f_gr`` is unused).
         refresh_replay: Recompute the replayed meta-batches' features with the current backbone
