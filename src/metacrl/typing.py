@@ -21,6 +21,7 @@ from torch import Tensor
 __all__ = [
     "Backend",
     "ConfounderKind",
+    "EvalConfounding",
     "HeadInput",
     "HeadTask",
     "HeadTransform",
@@ -57,6 +58,11 @@ HeadInput = Literal["features", "factors"]
 ConfounderKind = Literal["switch", "fixed", "task"]
 """How a confounded benchmark ties a nuisance to the label: a random nuisance per meta-batch,
 always the same nuisance, or one per task."""
+EvalConfounding = Literal["neutral", "conflict"]
+"""What a confounded benchmark's validation and test tasks do with the nuisances: every
+nuisance independent of the label (``"neutral"``), or one tied to it by one mapping in the
+support set and another in the query set (``"conflict"``), which measures how much a learner
+relies on the nuisance."""
 Split = Literal["train", "val", "test"]
 """A split of a few-shot benchmark's classes."""
 

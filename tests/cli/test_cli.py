@@ -19,6 +19,7 @@ from metacrl.cli import TrainConfig, build_parser, main, options_markdown
 from metacrl.cli.build import build_dataset, build_learner, build_model, build_trainer
 from metacrl.cli.config import option_help, option_type
 from metacrl.cli.sources import load_config
+from metacrl.learners import CapacityControl
 from metacrl.train import StopRequest, TrainingInterrupted, load_checkpoint
 
 from conftest import tiny_config
@@ -224,6 +225,66 @@ def test_eval_prints_the_test_accuracy_of_a_checkpoint(tmp_path, capsys):
     assert "MAML + MetaCRL" in printed and "over 6 episodes" in printed
 
 
+def test_conflict_test_tasks_from_train_resume_and_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--no-metacrl", "--out", str(out)) == 0
+    assert (out / "results.md").read_text().startswith("ConfoundedShapes (switch, rho=0.9) ")
+    # a test-only setting: the finished run resumes with it and is scored again, not retrained
+    conflict = ["--test-confounding", "conflict"]
+    assert run("train", *TINY, "--no-metacrl", *conflict, "--resume", "--out", str(out)) == 0
+    table = (out / "results.md").read_text()
+    assert table.startswith("ConfoundedShapes (switch, rho=0.9; conflict test tasks) ")
+    assert load_checkpoint(out / "base" / "checkpoint.pt")["iteration"] == 6
+    capsys.readouterr()
+    best = str(out / "base" / "best.pt")
+    assert run("eval", best, *conflict, "--test-tasks", "6") == 0
+    assert "MAML (iteration " in (printed := capsys.readouterr().out)
+    assert "over 6 conflict episodes" in printed
+    assert run("eval", best, "--test-tasks", "6") == 0  # the run's own: neutral
+    assert capsys.readouterr().out.rstrip().endswith("over 6 episodes")
+
+
+def test_eval_refuses_conflict_tasks_of_a_dataset_without_nuisances(tmp_path, capsys):
+    from metacrl.train import atomic_save
+
+    config = TrainConfig(dataset="sinusoid").as_dict()
+    atomic_save({"learner": {}, "config": config, "metacrl": False}, tmp_path / "sin.pt")
+    assert run("eval", str(tmp_path / "sin.pt"), "--test-confounding", "conflict") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "metacrl: error: --test-confounding conflict is for confounded-shapes and "
+        "confounded-clipart, not sinusoid"
+    )
+
+
+def test_test_confounding_reaches_the_test_split_only(tmp_path, monkeypatch):
+    cfg = tiny_config(test_confounding="conflict")
+    kinds = {s: build_dataset(cfg, s, 4, seed=0).eval_confounding for s in ("val", "test")}
+    assert kinds == {"val": "neutral", "test": "conflict"}
+    assert build_dataset(cfg, "train", 4, seed=0).eval_confounding == "neutral"
+    episode = build_dataset(cfg, "test", 4, seed=0).episode(0)
+    assert episode.query_confounder is not None
+    assert build_dataset(tiny_config(), "test", 4, seed=0).eval_confounding == "neutral"
+    art = write_clipart(tmp_path / "png", classes=15, per_class=20, size=10)
+    clip = tiny_config(
+        dataset="confounded-clipart", data_root=str(art), test_confounding="conflict"
+    )
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the default cache folder
+    test_set, val_set = (build_dataset(clip, s, 4, seed=0) for s in ("test", "val"))
+    assert (test_set.eval_confounding, val_set.eval_confounding) == ("conflict", "neutral")
+    assert test_set.episode(0).query_confounder is not None
+
+
+def test_test_confounding_is_a_test_only_setting_for_resume():
+    from metacrl.train import config_mismatch
+
+    base = tiny_config().as_dict()
+    other = tiny_config(test_confounding="conflict").as_dict()
+    assert config_mismatch(base, other) == []
+    older = {k: v for k, v in base.items() if k != "test_confounding"}  # before the option
+    assert config_mismatch(older, other) == []
+
+
 def test_config_file_sets_options_and_the_command_line_overrides_it(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(
@@ -296,6 +357,17 @@ def test_sinusoid_regression_end_to_end(tmp_path, capsys):
         (["--rho", "1.5"], "--rho must be a number in [0, 1], got 1.5"),
         (["--basis", "orthonormal", "--num-factors", "999"], "num_factors <= feature_dim"),
         (["--xi-lr", "0"], "--xi-lr must be a finite number > 0, got 0.0"),
+        (
+            ["--dataset", "sinusoid", "--test-confounding", "conflict"],
+            "--test-confounding conflict is for confounded-shapes and confounded-clipart, not "
+            "sinusoid",
+        ),
+        (
+            ["--dataset", "miniimagenet", "--data-root", "/data", "--test-confounding", "conflict"],
+            "not miniimagenet",
+        ),
+        (["--test-confounding", "opposite"], "--test-confounding must be one of 'neutral', "),
+        (["--ways", "1", "--test-confounding", "conflict"], "conflict tasks need n_way >= 2"),
         (
             ["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"],
             "device",
@@ -462,6 +534,16 @@ def test_the_causal_step_options_reach_the_regularizer():
     assert (reg.basis, reg.xi_lr, reg.gr_lr, reg.num_factors) == ("orthonormal", 0.05, 0.3, 16)
     default = build_learner(TrainConfig().resolved(), build_model(cfg), metacrl=True).regularizer
     assert (default.basis, default.xi_lr, default.gr_lr) == ("normalized", 0.4, 0.01)
+
+
+def test_linear_map_makes_the_base_arm_the_capacity_control(tmp_path, capsys):
+    cfg = TrainConfig(linear_map=True, hidden=16).resolved()
+    model = build_model(cfg)
+    control = build_learner(cfg, model, metacrl=False)
+    assert isinstance(control, CapacityControl) and control.weight.shape == (64, 64)
+    assert type(build_learner(cfg, model, metacrl=True)).__name__ == "MetaCRLLearner"
+    assert run("train", *TINY, "--no-metacrl", "--linear-map", "--out", str(tmp_path)) == 0
+    assert "MAML + linear map" in capsys.readouterr().out
 
 
 def test_numbers_of_a_config_file_become_the_field_type(tmp_path):

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from metacrl.cli.config import ConfigError, TrainConfig
+from metacrl.cli.config import CONFOUNDED_DATASETS, ConfigError, TrainConfig
 from metacrl.data import ConfoundedClipart, ConfoundedShapes, MiniImagenet, Sinusoid
 from metacrl.data.clipart_files import DEFAULT_ROOT
-from metacrl.learners import ANIL, MAML, Learner, MetaSGD, ProtoNet
+from metacrl.learners import ANIL, MAML, CapacityControl, Learner, MetaSGD, ProtoNet
 from metacrl.models import MLP, Conv4, ResNet12
 from metacrl.regularizer import MetaCRLRegularizer
 from metacrl.train import StopRequest, Trainer, TrainSettings
@@ -89,21 +89,26 @@ def arm_label(cfg: TrainConfig, metacrl: bool) -> str:
         metacrl: Whether the run uses MetaCRL.
 
     Returns:
-        The learner's name, then ``(FO)`` for a first-order gradient learner and
-        ``+ MetaCRL`` for a MetaCRL run.
+        The learner's name, then ``(FO)`` for a first-order gradient learner, and
+        ``+ MetaCRL`` for a MetaCRL run or ``+ linear map`` for the capacity control.
 
     Example:
         >>> arm_label(TrainConfig(learner="anil", first_order=True), metacrl=True)
         'ANIL (FO) + MetaCRL'
     """
     first = " (FO)" if cfg.first_order and cfg.learner != "protonet" else ""
-    return _LABELS[cfg.learner] + first + (" + MetaCRL" if metacrl else "")
+    extra = " + MetaCRL" if metacrl else (" + linear map" if cfg.linear_map else "")
+    return _LABELS[cfg.learner] + first + extra
 
 
 def build_dataset(
     cfg: TrainConfig, split: Split, tasks: int, seed: int
 ) -> ConfoundedShapes | ConfoundedClipart | MiniImagenet | Sinusoid:
     """Return the task dataset of ``split`` with ``tasks`` episodes.
+
+    On the confounded datasets, ``cfg.test_confounding`` makes the kind of the ``"test"``
+    split's tasks (neutral or conflict); validation tasks are always neutral, so that settings
+    are chosen on neutral tasks.
 
     Args:
         cfg: A resolved configuration; its dataset, task shape and confounding settings are used.
@@ -122,11 +127,14 @@ def build_dataset(
         >>> ds = build_dataset(TrainConfig().resolved(), "test", tasks=10, seed=0)
         >>> type(ds).__name__, len(ds), ds.confounder_of(0) is None
         ('ConfoundedShapes', 10, True)
+        >>> cfg = TrainConfig(test_confounding="conflict").resolved()
+        >>> [build_dataset(cfg, s, 10, 0).eval_confounding for s in ("val", "test")]
+        ['neutral', 'conflict']
     """
     if cfg.dataset == "sinusoid":
         return Sinusoid(batchsz=tasks, k_shot=cfg.shots, k_query=cfg.queries, seed=seed)
     size = _filled(cfg.image_size, "image_size")
-    if cfg.dataset in ("confounded-shapes", "confounded-clipart"):
+    if cfg.dataset in CONFOUNDED_DATASETS:
         tasks_settings: dict[str, Any] = dict(
             mode=split,
             n_way=cfg.ways,
@@ -138,6 +146,7 @@ def build_dataset(
             batchsz=tasks,
             meta_batch_size=cfg.meta_batch,
             seed=seed,
+            eval_confounding=cfg.test_confounding if split == "test" else "neutral",
         )
         if cfg.dataset == "confounded-shapes":
             return ConfoundedShapes(**tasks_settings)
@@ -188,7 +197,9 @@ def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool
         cfg: A resolved configuration (learner, inner loop and MetaCRL settings).
         model: The backbone, e.g. from :func:`build_model`.
         metacrl: Wrap the learner with a :class:`~metacrl.MetaCRLRegularizer` built from
-            ``cfg`` (``num_factors`` defaults to the backbone's ``feature_dim``).
+            ``cfg`` (``num_factors`` defaults to the backbone's ``feature_dim``). Without it,
+            ``cfg.linear_map`` wraps the learner in a
+            :class:`~metacrl.learners.CapacityControl` instead.
 
     Returns:
         The learner, plain or wrapped.
@@ -217,7 +228,7 @@ def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool
             backend=cfg.backend,
         )
     if not metacrl:
-        return learner
+        return CapacityControl(learner, model.feature_dim) if cfg.linear_map else learner
     regularizer = MetaCRLRegularizer(
         feature_dim=model.feature_dim,
         num_factors=cfg.num_factors or model.feature_dim,

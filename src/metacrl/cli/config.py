@@ -25,13 +25,21 @@ from typing import (
     get_type_hints,
 )
 
-from metacrl.typing import Backend, ConfounderKind, FactorBasis, Invariance, Schedule
+from metacrl.typing import (
+    Backend,
+    ConfounderKind,
+    EvalConfounding,
+    FactorBasis,
+    Invariance,
+    Schedule,
+)
 from metacrl.validation import check_choice, check_float, check_int, check_probability
 
 if TYPE_CHECKING:
     from metacrl.train.settings import Metric
 
 __all__ = [
+    "CONFOUNDED_DATASETS",
     "BackboneName",
     "ConfigError",
     "DatasetName",
@@ -54,6 +62,9 @@ LearnerName = Literal["maml", "anil", "metasgd", "protonet"]
 """The values of ``--learner``."""
 BackboneName = Literal["conv4", "resnet12", "mlp"]
 """The values of ``--backbone``."""
+CONFOUNDED_DATASETS: tuple[DatasetName, ...] = ("confounded-shapes", "confounded-clipart")
+"""The datasets whose training tasks tie a nuisance to the label (``--rho``, ``--confounder``,
+``--test-confounding``)."""
 
 T = TypeVar("T")
 
@@ -225,6 +236,12 @@ class TrainConfig:
         "meta-batch in one vectorised inner loop (maml, anil and metasgd; the backbone then "
         "uses TaskBatchNorm, without running statistics)",
     )
+    linear_map: bool = _option(
+        False,
+        "the run without MetaCRL gets a meta-learned d x d linear map before the head, held "
+        "fixed in the inner loop and trained by the meta-loss only: the capacity control for "
+        "MetaCRL's extra parameters",
+    )
     rho: float = _option(
         0.9,
         "probability that the batch's tied nuisance follows the label; 0 is the unconfounded "
@@ -235,6 +252,12 @@ class TrainConfig:
         "switch",
         "how the nuisance is tied to the label: a new one per meta-batch (switch), always the "
         "same (fixed), or one per task (task)",
+    )
+    test_confounding: EvalConfounding = _option(
+        "neutral",
+        "the test tasks: every nuisance independent of the label (neutral), or one tied to it "
+        "by one mapping in the support set and another in the query set (conflict: the drop "
+        "from neutral measures reliance on the nuisance); validation stays neutral",
     )
     num_factors: int | None = _option(
         None, "number of factors M", default_text="the backbone's feature size (feature_dim)"
@@ -303,7 +326,8 @@ class TrainConfig:
         Raises:
             ConfigError: If a choice is unknown, a value has the wrong type or is out of
                 range, or settings conflict (e.g. ``protonet`` on ``sinusoid``,
-                ``miniimagenet`` without ``data_root``).
+                ``miniimagenet`` without ``data_root``, conflict test tasks on a dataset without
+                nuisances).
 
         Example:
             >>> cfg = TrainConfig(dataset="sinusoid")
@@ -330,6 +354,11 @@ class TrainConfig:
             raise ConfigError(f"--learner protonet is a classifier; {cfg.dataset} is regression")
         if cfg.dataset == "miniimagenet" and not cfg.data_root:
             raise ConfigError("--dataset miniimagenet needs --data-root PATH")
+        if cfg.test_confounding != "neutral" and cfg.dataset not in CONFOUNDED_DATASETS:
+            confounded = _and(list(CONFOUNDED_DATASETS))
+            raise ConfigError(
+                f"--test-confounding {cfg.test_confounding} is for {confounded}, not {cfg.dataset}"
+            )
         return cfg
 
     def arms(self) -> list[bool]:

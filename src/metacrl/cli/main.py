@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metacrl.cli.config import ConfigError, TrainConfig, config_errors, config_keys, option_help
+from metacrl.cli.config import (
+    CONFOUNDED_DATASETS,
+    ConfigError,
+    TrainConfig,
+    config_errors,
+    config_keys,
+    option_help,
+    option_type,
+)
 from metacrl.cli.options import add_train_options
 from metacrl.cli.sources import make_config
 
@@ -62,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate a saved checkpoint on test tasks",
         description="Evaluate a checkpoint written by `metacrl train` (checkpoint.pt or "
-        "best.pt) on the test episodes of its own configuration.",
+        "best.pt) on the test episodes of its own configuration (or, with --test-confounding "
+        "conflict, on conflict test tasks of a confounded dataset).",
     )
     evaluate.add_argument("checkpoint", help="path to checkpoint.pt or best.pt")
     evaluate.add_argument(
@@ -70,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--inner-steps", type=int, metavar="N", help="inner steps at test time (default: the run's)"
+    )
+    evaluate.add_argument(
+        "--test-confounding",
+        choices=option_type("test_confounding").choices,
+        help="neutral or conflict test tasks of a confounded dataset (see metacrl train --help; "
+        "default: the run's)",
     )
     evaluate.add_argument("--device", default="auto", help=option_help("device"))
     return parser
@@ -83,10 +98,11 @@ def _score_unit(metric: str) -> tuple[float, str]:
 def _format_table(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
     metric = cfg.metric
     scale, unit = _score_unit(metric)
-    if cfg.dataset in ("confounded-shapes", "confounded-clipart"):
+    if cfg.dataset in CONFOUNDED_DATASETS:
         name = "ConfoundedShapes" if cfg.dataset == "confounded-shapes" else "ConfoundedClipart"
+        tasks = "" if cfg.test_confounding == "neutral" else f"; {cfg.test_confounding} test tasks"
         data = (
-            f"{name} ({cfg.confounder}, rho={cfg.rho}) {cfg.ways}-way "
+            f"{name} ({cfg.confounder}, rho={cfg.rho}{tasks}) {cfg.ways}-way "
             f"{cfg.shots}-shot, {cfg.image_size}x{cfg.image_size}"
         )
     elif cfg.dataset == "sinusoid":
@@ -208,8 +224,9 @@ def _command_eval(options: Mapping[str, Any]) -> int:
     if unknown:
         raise CheckpointError(f"{path} has settings metacrl train does not know: {unknown}")
     cfg = TrainConfig(**saved)
-    if options["test_tasks"] is not None:
-        cfg = dataclasses.replace(cfg, test_tasks=options["test_tasks"])
+    for name in ("test_tasks", "test_confounding"):  # the run's, unless given
+        if options[name] is not None:
+            cfg = dataclasses.replace(cfg, **{name: options[name]})
     cfg = cfg.resolved()
     metacrl = bool(ckpt["metacrl"])
     learner = build_learner(cfg, build_model(cfg), metacrl).to(device)
@@ -217,13 +234,16 @@ def _command_eval(options: Mapping[str, Any]) -> int:
         learner.load_state_dict(ckpt["learner"])
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not fit its configuration: {err}") from err
-    test_set = build_dataset(cfg, "test", cfg.test_tasks, TEST_SEED)
+    with config_errors():  # e.g. conflict tasks with --ways 1
+        test_set = build_dataset(cfg, "test", cfg.test_tasks, TEST_SEED)
     loader = TaskLoader(test_set, batch_size=cfg.meta_batch, num_workers=cfg.workers)
     result = evaluate_episodes(learner, loader, inner_steps=options["inner_steps"])
     scale, unit = _score_unit(result.metric)
+    kind = "" if cfg.test_confounding == "neutral" else f" {cfg.test_confounding}"
     print(
         f"{arm_label(cfg, metacrl)} (iteration {ckpt.get('iteration')}): test {unit} "
-        f"{scale * result.mean:.2f} ± {scale * result.ci95:.2f} over {result.episodes} episodes"
+        f"{scale * result.mean:.2f} ± {scale * result.ci95:.2f} over {result.episodes}{kind} "
+        "episodes"
     )
     return 0
 

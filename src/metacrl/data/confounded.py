@@ -5,6 +5,9 @@
 a shape's coverage or a drawing's ink. Both paint it with the same three nuisances (foreground
 colour, background colour, stripe orientation; :mod:`metacrl.data.painting`) and tie one of
 them to the label in training tasks, switched per meta-batch, as this base class schedules.
+Their validation and test tasks are neutral (no nuisance follows the label) or, with
+``eval_confounding="conflict"``, tie a nuisance to the label by one mapping in the support set
+and another in the query set, which measures how much a learner relies on the nuisance.
 """
 
 from __future__ import annotations
@@ -18,10 +21,17 @@ import torch
 from torch import Tensor
 
 from metacrl.data.base import Task, TaskDataset
-from metacrl.data.confounding import Confounder, draw_confounder
+from metacrl.data.confounding import (
+    Confounder,
+    check_conflict_ways,
+    draw_conflict,
+    draw_conflict_nuisances,
+    draw_confounder,
+    draw_nuisances,
+)
 from metacrl.data.seeding import task_rng
 from metacrl.data.shapes_nuisance import NUM_VALUES, nuisance_index
-from metacrl.typing import ConfounderKind, Split
+from metacrl.typing import ConfounderKind, EvalConfounding, Split
 from metacrl.validation import (
     check_choice,
     check_float,
@@ -34,6 +44,7 @@ __all__ = ["ConfoundedEpisode", "ConfoundedTasks"]
 
 SPLITS: tuple[Split, ...] = get_args(Split)
 TASK_STREAM, BATCH_CONFOUNDER_STREAM, TASK_CONFOUNDER_STREAM = 0, 1, 2  # tags of task_rng
+CONFLICT_STREAM = 3  # the conflict of a task (its own stream: the other streams are unchanged)
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,12 @@ class ConfoundedEpisode:
         masks: What carries the class, ``[N*K + N*Q, S, S]`` in ``[0, 1]``: a shape's coverage
             (:class:`~metacrl.data.ConfoundedShapes`) or a drawing's ink
             (:class:`~metacrl.data.ConfoundedClipart`).
-        confounder: The task's confounder, or ``None``.
+        confounder: The task's confounder, or ``None`` (neutral tasks). In a conflict task
+            (``eval_confounding="conflict"``) it is the support set's tie.
+        query_confounder: The query set's tie when it differs from the support set's: in a
+            conflict task, the same attribute with every label moved to another label's support
+            value. ``None`` otherwise (the query examples follow ``confounder`` like the support
+            examples).
 
     Example:
         >>> from metacrl.data import ConfoundedShapes, NUISANCES
@@ -74,6 +90,7 @@ class ConfoundedEpisode:
     nuisances: np.ndarray
     masks: np.ndarray
     confounder: Confounder | None
+    query_confounder: Confounder | None = None
 
     @classmethod
     def assemble(
@@ -85,6 +102,7 @@ class ConfoundedEpisode:
         nuisances: np.ndarray,
         masks: np.ndarray,
         confounder: Confounder | None,
+        query_confounder: Confounder | None = None,
     ) -> ConfoundedEpisode:
         """Build an episode from all its images (support rows first) and its labels.
 
@@ -95,7 +113,8 @@ class ConfoundedEpisode:
             classes: The task's classes.
             nuisances: Nuisance values ``[N*K + N*Q, 3]``.
             masks: What carries the class ``[N*K + N*Q, S, S]``.
-            confounder: The task's confounder, or ``None``.
+            confounder: The task's confounder (a conflict task's support tie), or ``None``.
+            query_confounder: A conflict task's query tie, or ``None`` (default).
 
         Returns:
             The episode, its images split into the support and query sets.
@@ -111,6 +130,7 @@ class ConfoundedEpisode:
             nuisances=nuisances,
             masks=masks,
             confounder=confounder,
+            query_confounder=query_confounder,
         )
 
     def tensors(self) -> Task:
@@ -142,6 +162,9 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         fixed_attribute: The nuisance used by ``confounder="fixed"``.
         noise: Standard deviation of the uniform pixel noise.
         texture_strength: How much the stripes darken the image.
+        eval_confounding: ``"neutral"`` (default) or ``"conflict"``: what val/test tasks do with
+            the nuisances (see :class:`~metacrl.data.ConfoundedShapes`); ``"conflict"``
+            needs ``mode`` ``"val"`` or ``"test"`` and ``2 <= n_way <= 8``.
 
     Example:
         >>> from metacrl.data import ConfoundedShapes
@@ -149,6 +172,10 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         >>> isinstance(ds, ConfoundedTasks), ds.required_batch_size
         (True, 4)
         >>> ds.confounder_of(0) == ds.confounder_of(3) and ds.confounder_of(4) is not None
+        True
+        >>> test = ConfoundedShapes("test", n_way=3, batchsz=8, eval_confounding="conflict")
+        >>> support, query = test.confounder_of(0), test.query_confounder_of(0)
+        >>> support.attribute == query.attribute and support.mapping != query.mapping
         True
     """
 
@@ -168,6 +195,7 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         fixed_attribute: str,
         noise: float,
         texture_strength: float,
+        eval_confounding: str = "neutral",
     ) -> None:
         super().__init__(batchsz, seed)
         self.mode: Split = check_choice("mode", mode, SPLITS)
@@ -184,11 +212,21 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         self.fixed_attribute = fixed_attribute
         self.noise = check_float("noise", noise, at_least=0)
         self.texture_strength = check_probability("texture_strength", texture_strength)
+        self.eval_confounding: EvalConfounding = check_choice(
+            "eval_confounding", eval_confounding, get_args(EvalConfounding)
+        )
         if self.confounded and self.n_way > NUM_VALUES:
             raise ValueError(
                 f"n_way={self.n_way}: a confounded training task maps labels to distinct "
                 f"nuisance values, of which there are {NUM_VALUES}; use n_way <= 8 or rho=0"
             )
+        if self.conflict:
+            if self.mode == "train":
+                raise ValueError(
+                    "eval_confounding='conflict' makes val/test tasks, not training tasks "
+                    "(mode='train' ties the nuisance by rho and confounder)"
+                )
+            check_conflict_ways(self.n_way)
 
     def _check_n_way(self) -> None:
         """Refuse more ways than the split has classes (call once the classes are known)."""
@@ -209,6 +247,11 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         return self.mode == "train" and self.rho > 0
 
     @property
+    def conflict(self) -> bool:
+        """Whether tasks are conflict tasks (``eval_confounding="conflict"``, val/test only)."""
+        return self.eval_confounding == "conflict"
+
+    @property
     def required_batch_size(self) -> int | None:
         """The loader batch size that keeps confounder batches whole, or ``None`` if any works.
 
@@ -227,12 +270,15 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
 
         Returns:
             The :class:`~metacrl.data.Confounder`, or ``None`` when the task is unconfounded
-            (val/test mode, or ``rho=0``).
+            (neutral val/test tasks, or ``rho=0``). In a conflict task it is the support set's
+            tie (the query set's is :meth:`query_confounder_of`).
 
         Raises:
             IndexError: If ``index`` is out of range.
         """
         index = check_index(index, self.batchsz)
+        if self.conflict:
+            return self._conflict(index)[0]
         if not self.confounded:
             return None
         mode_key = SPLITS.index(self.mode)
@@ -242,6 +288,60 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         rng = task_rng(self.seed, mode_key, BATCH_CONFOUNDER_STREAM, index // self.meta_batch_size)
         attribute = self.fixed_attribute if self.confounder == "fixed" else None
         return draw_confounder(rng, self.n_way, attribute)
+
+    def query_confounder_of(self, index: int) -> Confounder | None:
+        """Return the query set's tie of task ``index`` where it differs from the support set's.
+
+        Args:
+            index: The task index (negative counts from the end).
+
+        Returns:
+            In a conflict task, the tied attribute with the query mapping: every label takes
+            another label's support value (the support mapping is :meth:`confounder_of`).
+            Otherwise ``None``: the query set follows :meth:`confounder_of` like the support.
+
+        Raises:
+            IndexError: If ``index`` is out of range.
+
+        Example:
+            >>> from metacrl.data import ConfoundedShapes
+            >>> ConfoundedShapes("train", batchsz=4).query_confounder_of(0) is None
+            True
+        """
+        index = check_index(index, self.batchsz)
+        return self._conflict(index)[1] if self.conflict else None
+
+    def _conflict(self, index: int) -> tuple[Confounder, Confounder]:
+        """The support and query ties of conflict task ``index`` (a checked index)."""
+        rng = task_rng(self.seed, SPLITS.index(self.mode), CONFLICT_STREAM, index)
+        return draw_conflict(rng, self.n_way)
+
+    def task_nuisances(
+        self, index: int, rng: np.random.Generator, y_spt: np.ndarray, y_qry: np.ndarray
+    ) -> tuple[np.ndarray, Confounder | None, Confounder | None]:
+        """Draw the nuisance values of task ``index``, and return them with its ties.
+
+        Subclasses call it from :meth:`episode`. A conflict task uses ``rng`` as a neutral task
+        does, so it shows the classes, images and untied nuisances of the neutral task of the
+        same index and seed; only the tied nuisance differs.
+
+        Args:
+            index: A checked task index.
+            rng: The task's generator (:meth:`task_generator`).
+            y_spt: Support labels ``[N*K]``.
+            y_qry: Query labels ``[N*Q]``.
+
+        Returns:
+            ``(values, confounder, query_confounder)``: ``int64`` values
+            ``[N*K + N*Q, len(NUISANCES)]`` (support rows first), :meth:`confounder_of` and
+            :meth:`query_confounder_of`.
+        """
+        if self.conflict:
+            support, query = self._conflict(index)
+            return draw_conflict_nuisances(rng, y_spt, y_qry, support, query), support, query
+        confounder = self.confounder_of(index)
+        labels = np.concatenate([y_spt, y_qry])
+        return draw_nuisances(rng, labels, confounder, self.rho), confounder, None
 
     def task_generator(self, index: int) -> np.random.Generator:
         """The generator of task ``index``'s classes, images and nuisances.
@@ -270,12 +370,13 @@ class ConfoundedTasks(TaskDataset, abc.ABC):
         return self.episode(index).tensors()
 
     def __repr__(self) -> str:
+        conflict = f", eval_confounding={self.eval_confounding!r}" if self.conflict else ""
         return (
             f"{type(self).__name__}(mode={self.mode!r}, n_way={self.n_way}, "
             f"k_shot={self.k_shot}, k_query={self.k_query}, rho={self.rho}, "
             f"confounder={self.confounder!r}, image_size={self.image_size}, "
             f"batchsz={self.batchsz}, meta_batch_size={self.meta_batch_size}, "
-            f"seed={self.seed}{self._extra_repr()})"
+            f"seed={self.seed}{conflict}{self._extra_repr()})"
         )
 
     def _extra_repr(self) -> str:

@@ -20,7 +20,6 @@ import numpy as np
 
 from metacrl.data.clipart_files import DEFAULT_ROOT, decode_drawing, scan_clipart
 from metacrl.data.confounded import ConfoundedEpisode, ConfoundedTasks
-from metacrl.data.confounding import draw_nuisances
 from metacrl.data.episodes import sample_episode
 from metacrl.data.image_cache import open_image_cache
 from metacrl.data.painting import paint_masks
@@ -99,7 +98,9 @@ class ConfoundedClipart(ConfoundedTasks):
     Tasks, nuisances and confounders follow :class:`~metacrl.data.ConfoundedShapes`: task ``i``
     draws ``n_way`` classes of the split and ``k_shot + k_query`` distinct drawings of each
     (class-major); in training with ``rho > 0`` one nuisance is tied to the label, per meta-batch
-    (``"switch"``, ``"fixed"``) or per task (``"task"``); val and test tasks are unconfounded.
+    (``"switch"``, ``"fixed"``) or per task (``"task"``); val and test tasks are unconfounded,
+    or conflict tasks with ``eval_confounding="conflict"`` (a nuisance tied by one mapping in
+    the support set and another in the query set).
 
     Args:
         mode: ``"train"``, ``"val"`` or ``"test"`` (default: ``"train"``).
@@ -118,6 +119,8 @@ class ConfoundedClipart(ConfoundedTasks):
         fixed_attribute: The nuisance of ``confounder="fixed"`` (default: ``"background"``).
         noise: Standard deviation of the uniform pixel noise (default: ``0.03``).
         texture_strength: How much the stripes darken the image (default: ``0.3``).
+        eval_confounding: ``"neutral"`` or ``"conflict"``: the kind of val/test tasks (see
+            :class:`~metacrl.data.ConfoundedShapes`; default: ``"neutral"``).
         class_seed: The seed of the class split (default: ``0``).
         progress: Show a progress bar while building the cache (default: ``True``).
 
@@ -164,6 +167,7 @@ class ConfoundedClipart(ConfoundedTasks):
         fixed_attribute: str = "background",
         noise: float = 0.03,
         texture_strength: float = 0.3,
+        eval_confounding: str = "neutral",
         class_seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -181,6 +185,7 @@ class ConfoundedClipart(ConfoundedTasks):
             fixed_attribute=fixed_attribute,
             noise=noise,
             texture_strength=texture_strength,
+            eval_confounding=eval_confounding,
         )
         self.root = Path(root)
         self.class_seed = check_seed(class_seed)
@@ -238,7 +243,6 @@ class ConfoundedClipart(ConfoundedTasks):
             IndexError: If ``index`` is out of range.
         """
         index = check_index(index, self.batchsz)
-        confounder = self.confounder_of(index)
         rng = self.task_generator(index)
         picked = sample_episode(rng, self._class_rows, self.n_way, self.k_shot, self.k_query)
         rows = np.concatenate([picked.support, picked.query])
@@ -247,7 +251,9 @@ class ConfoundedClipart(ConfoundedTasks):
         grey[order] = self._images[rows[order], :, :, 0]
         masks = 1.0 - grey / np.float32(255.0)
         labels = np.concatenate([picked.y_spt, picked.y_qry])
-        values = draw_nuisances(rng, labels, confounder, self.rho)
+        values, confounder, query_confounder = self.task_nuisances(
+            index, rng, picked.y_spt, picked.y_qry
+        )
         phase = rng.uniform(0, 2 * np.pi, len(labels)).astype(np.float32)
         fg, bg, tex = (values[:, nuisance_index(n)] for n in NUISANCES)
         images = paint_masks(
@@ -261,7 +267,14 @@ class ConfoundedClipart(ConfoundedTasks):
             rng=rng,
         )
         return ConfoundedEpisode.assemble(
-            images, picked.y_spt, picked.y_qry, picked.classes, values, masks, confounder
+            images,
+            picked.y_spt,
+            picked.y_qry,
+            picked.classes,
+            values,
+            masks,
+            confounder,
+            query_confounder,
         )
 
     def _extra_repr(self) -> str:

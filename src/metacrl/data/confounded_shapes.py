@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from metacrl.data.confounded import ConfoundedEpisode, ConfoundedTasks
-from metacrl.data.confounding import draw_nuisances
 from metacrl.data.episodes import class_major_labels
 from metacrl.data.seeding import check_seed
 from metacrl.data.shapes_classes import make_shape_bank, split_class_ids
@@ -67,8 +66,17 @@ class ConfoundedShapes(ConfoundedTasks):
     * ``"task"``: attribute and mapping redrawn for every task.
 
     In ``"val"`` and ``"test"`` every nuisance is independent of the label whatever ``rho`` and
-    ``confounder`` say. Load meta-batches with ``TaskLoader(ds, batch_size=meta_batch_size)``
-    so that loader batches and confounder batches coincide (it checks).
+    ``confounder`` say (``eval_confounding="neutral"``, the default). With
+    ``eval_confounding="conflict"`` they are *conflict* tasks instead: each task draws (from its
+    own stream) one nuisance, a support mapping and a query mapping that moves every label to
+    another label's support value; every support example shows its label's support value and
+    every query example its query value (a tie probability of 1, whatever ``rho`` says), and
+    the other nuisances are uniform. A learner that reads the nuisance off the support set
+    then predicts wrong labels on the queries, so the accuracy drop from neutral to conflict
+    tasks measures its reliance on the nuisance. A conflict task shows the classes, images and
+    untied nuisances of the neutral task of the same index and seed; only the tied nuisance
+    differs. Load meta-batches with ``TaskLoader(ds, batch_size=meta_batch_size)`` so that
+    loader batches and confounder batches coincide (it checks).
 
     Args:
         mode: ``"train"``, ``"val"`` or ``"test"`` (default: ``"train"``).
@@ -87,6 +95,9 @@ class ConfoundedShapes(ConfoundedTasks):
         noise: Standard deviation of the (uniform) pixel noise (default: ``0.03``).
         texture_strength: How much the stripes darken the image (0 disables the texture's
             visibility; its value is still drawn; default: ``0.3``).
+        eval_confounding: ``"neutral"`` or ``"conflict"``: the kind of val/test tasks
+            (``"conflict"`` needs ``mode`` ``"val"`` or ``"test"`` and ``2 <= n_way <= 8``;
+            default: ``"neutral"``).
         class_seed: The seed of the shape classes (default: ``0``).
 
     Raises:
@@ -104,6 +115,21 @@ class ConfoundedShapes(ConfoundedTasks):
         (64, True, 4)
         >>> ConfoundedShapes("test", batchsz=8).confounder_of(0) is None
         True
+
+        A conflict task ties one nuisance to the label by one mapping in the support set and
+        another in the query set:
+
+        >>> conflict = ConfoundedShapes("test", n_way=3, k_query=2, batchsz=8,
+        ...                             eval_confounding="conflict")
+        >>> ep = conflict.episode(0)
+        >>> column = NUISANCES.index(ep.confounder.attribute)
+        >>> support, query = ep.nuisances[:3, column], ep.nuisances[3:, column]
+        >>> support.tolist() == list(ep.confounder.mapping)      # labels 0, 1, 2
+        True
+        >>> query.tolist() == [ep.query_confounder.mapping[y] for y in ep.y_qry.tolist()]
+        True
+        >>> any(query[::2] == support)     # no label keeps its support value
+        False
     """
 
     def __init__(
@@ -122,6 +148,7 @@ class ConfoundedShapes(ConfoundedTasks):
         fixed_attribute: str = "background",
         noise: float = 0.03,
         texture_strength: float = 0.3,
+        eval_confounding: str = "neutral",
         class_seed: int = 0,
     ) -> None:
         super().__init__(
@@ -138,6 +165,7 @@ class ConfoundedShapes(ConfoundedTasks):
             fixed_attribute=fixed_attribute,
             noise=noise,
             texture_strength=texture_strength,
+            eval_confounding=eval_confounding,
         )
         self.class_seed = check_seed(class_seed)
         self.class_ids = split_class_ids(self.mode)
@@ -169,7 +197,6 @@ class ConfoundedShapes(ConfoundedTasks):
             ((4, 3), (4, 32, 32))
         """
         index = check_index(index, self.batchsz)
-        confounder = self.confounder_of(index)
         rng = self.task_generator(index)
         classes = self.class_ids[rng.choice(self.num_classes, size=self.n_way, replace=False)]
         y_spt = class_major_labels(self.n_way, self.k_shot)
@@ -177,7 +204,7 @@ class ConfoundedShapes(ConfoundedTasks):
         labels = np.concatenate([y_spt, y_qry])
         count = len(labels)
         poses = draw_poses(rng, count)
-        values = draw_nuisances(rng, labels, confounder, self.rho)
+        values, confounder, query_confounder = self.task_nuisances(index, rng, y_spt, y_qry)
         stripe_phase = rng.uniform(0, 2 * np.pi, count).astype(np.float32)
         fg, bg, tex = (values[:, nuisance_index(n)] for n in NUISANCES)
         images, masks = render_shapes(
@@ -192,4 +219,6 @@ class ConfoundedShapes(ConfoundedTasks):
             noise=self.noise,
             rng=rng,
         )
-        return ConfoundedEpisode.assemble(images, y_spt, y_qry, classes, values, masks, confounder)
+        return ConfoundedEpisode.assemble(
+            images, y_spt, y_qry, classes, values, masks, confounder, query_confounder
+        )

@@ -6,6 +6,7 @@ plug-in such as MetaCRL (:mod:`metacrl.regularizer`, one layer up) uses.
 """
 
 from metacrl.learners.anil import ANIL
+from metacrl.learners.capacity import CapacityControl, LinearMap
 from metacrl.learners.features import TaskFeatures
 from metacrl.learners.fit import fit, train_step
 from metacrl.learners.inner_loop import inner_loop
@@ -21,8 +22,10 @@ from metacrl.learners.protonet import ProtoNet
 __all__ = [
     "ANIL",
     "MAML",
+    "CapacityControl",
     "EvalOutput",
     "Learner",
+    "LinearMap",
     "MetaBatch",
     "MetaLearner",
     "MetaSGD",
