@@ -8,6 +8,7 @@ Finished runs are skipped, so a suite can be stopped and continued, split across
     python benchmarks/evidence.py run sweep  --part 1/2     # MetaCRL settings, validation split
     python benchmarks/evidence.py run grid   --arms base oracle
     python benchmarks/evidence.py run grid   --arms metacrl
+    python benchmarks/evidence.py run grid   --arms capacity metacrl-rho0   # the controls
     python benchmarks/evidence.py run ablation
     python benchmarks/evidence.py report --update docs/results.md
     python benchmarks/evidence.py figure    # docs/figures/evidence.png
@@ -15,7 +16,13 @@ Finished runs are skipped, so a suite can be stopped and continued, split across
 Setting of every run unless the suite says otherwise (CPU-sized): 300 meta-iterations, meta-batch
 4, 5-way, 15 queries per class, 3 inner steps, validation every 100 iterations on 100 episodes
 (the best checkpoint is kept), test on 600 episodes, seeds 0, 1, 2. The sweep reads only the
-validation split.
+validation split. Every ConfoundedShapes run is also tested on 600 conflict episodes (the tied
+nuisance follows one mapping in the support set and another in the query set), which measures
+how much the learner relies on the nuisance.
+
+The grid's arms: ``base`` (rho 0.9), ``metacrl`` (+ MetaCRL, rho 0.9), ``oracle`` (base, rho 0),
+and, for the 1-shot rows, the controls ``capacity`` (base with a meta-learned d x d map before
+the head, ``--linear-map``) and ``metacrl-rho0`` (+ MetaCRL trained without confounders).
 """
 
 from __future__ import annotations
@@ -120,6 +127,10 @@ LEARNERS = ("maml", "anil", "metasgd", "protonet")
 SINUSOID_BUDGETS = {"sinusoid": 300, "sinusoid2k": 2000}
 
 
+ARMS = ("base", "metacrl", "oracle", "capacity", "metacrl-rho0")
+CONTROLS = ("capacity", "metacrl-rho0")  # 1-shot ConfoundedShapes rows only
+
+
 def suite_runs(suite: str, arms: tuple[str, ...]) -> list[Run]:
     runs: list[Run] = []
     if suite == "sweep":
@@ -127,7 +138,7 @@ def suite_runs(suite: str, arms: tuple[str, ...]) -> list[Run]:
         for name, crl in SWEEP.items():
             runs += [Run(suite, name, s, True, {**base, **crl}) for s in SWEEP_SEEDS]
     elif suite == "grid":
-        crl_settings = SWEEP[chosen()] if "metacrl" in arms else {}
+        crl_settings = SWEEP[chosen()] if {"metacrl", "metacrl-rho0"} & set(arms) else {}
         for shots in (1, 5):
             for learner in LEARNERS:
                 data = {"dataset": "confounded-shapes", "learner": learner, "shots": shots}
@@ -136,8 +147,12 @@ def suite_runs(suite: str, arms: tuple[str, ...]) -> list[Run]:
                     "base": (False, {}),
                     "metacrl": (True, crl_settings),
                     "oracle": (False, {"rho": 0.0}),
+                    "capacity": (False, {"linear_map": True}),
+                    "metacrl-rho0": (True, {**crl_settings, "rho": 0.0}),
                 }
                 for arm in arms:
+                    if arm in CONTROLS and shots != 1:
+                        continue
                     crl, extra = arms_here[arm]
                     runs += [Run(suite, f"{key}-{arm}", s, crl, {**data, **extra}) for s in SEEDS]
         for prefix, iterations in SINUSOID_BUDGETS.items():
@@ -146,7 +161,7 @@ def suite_runs(suite: str, arms: tuple[str, ...]) -> list[Run]:
                         "iterations": iterations}  # fmt: skip
                 key = f"{prefix}-{shots}shot-{learner}"
                 for arm in arms:
-                    if arm == "oracle":
+                    if arm == "oracle" or arm in CONTROLS:
                         continue
                     extra = crl_settings if arm == "metacrl" else {}
                     runs += [
@@ -197,7 +212,9 @@ def execute(run: Run) -> dict[str, Any]:
             "train_seconds": trainer.train_seconds,
         }
     else:
-        result = trainer.test().as_dict()
+        result = trainer.test().as_dict()  # leaves the best checkpoint in trainer.learner
+        if cfg.dataset == "confounded-shapes":
+            result["conflict"] = conflict_test(cfg, trainer.learner)
     return {
         "suite": run.suite,
         "name": run.name,
@@ -209,6 +226,21 @@ def execute(run: Run) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+def conflict_test(cfg: Any, learner: Any) -> dict[str, float]:
+    """The learner's scores on the conflict version of its test episodes (same seed, count)."""
+    import dataclasses
+
+    from metacrl.cli.build import TEST_SEED, build_dataset
+    from metacrl.data import TaskLoader
+    from metacrl.train.evaluate import evaluate_episodes
+
+    conflict = dataclasses.replace(cfg, test_confounding="conflict")
+    tasks = build_dataset(conflict, "test", cfg.test_tasks, TEST_SEED)
+    loader = TaskLoader(tasks, batch_size=cfg.meta_batch, num_workers=cfg.workers)
+    summary: dict[str, float] = evaluate_episodes(learner, loader).summary()
+    return summary
 
 
 def command_run(args: argparse.Namespace) -> None:
@@ -375,6 +407,74 @@ def report_grid() -> list[str]:
     return lines
 
 
+def conflict_scores(records: list[dict[str, Any]]) -> list[float]:
+    return [r["result"]["conflict"]["accuracy"] for r in records if "conflict" in r["result"]]
+
+
+def paired(a: list[float], b: list[float]) -> list[float]:
+    return [x - y for x, y in zip(a, b, strict=True)]
+
+
+def by_seed(records: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
+    index = {r["seed"]: r for r in records}
+    return [index[s] for s in seeds]
+
+
+def report_controls() -> list[str]:
+    data = load("grid")
+    lines = [
+        "### Controls: ConfoundedShapes 5-way 1-shot",
+        "",
+        "Paired by seed, test accuracy points, mean ± 95% CI over the seeds every arm has.",
+        "Gain with confounders: + MetaCRL minus base (both rho 0.9). Gain without: + MetaCRL",
+        "minus base, both trained at rho 0 (the oracle is the base arm at rho 0). De-confounding",
+        "share: the first minus the second. Capacity: the base learner with a meta-learned",
+        "d x d map before the head (`--linear-map`).",
+        "",
+        "| learner | seeds | gain with confounders | gain without | de-confounding share "
+        "| capacity − base | + MetaCRL − capacity |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for learner in LEARNERS:
+        key = f"shapes-1shot-{learner}"
+        arms = {arm: data.get(f"{key}-{arm}", []) for arm in ARMS}
+        seeds = sorted(set.intersection(*({r["seed"] for r in v} for v in arms.values())))
+        if not seeds:
+            lines.append(f"| {learner} | none | " + " | ".join(["not measured"] * 5) + " |")
+            continue
+        score = {arm: test_scores(by_seed(v, seeds)) for arm, v in arms.items()}
+        with_c = paired(score["metacrl"], score["base"])
+        without = paired(score["metacrl-rho0"], score["oracle"])
+        lines.append(
+            f"| {learner} | {', '.join(map(str, seeds))} | {fmt(with_c)} | {fmt(without)} "
+            f"| {fmt(paired(with_c, without))} | {fmt(paired(score['capacity'], score['base']))} "
+            f"| {fmt(paired(score['metacrl'], score['capacity']))} |"
+        )
+    lines += [
+        "",
+        "### Reliance on the nuisance: neutral and conflict test tasks",
+        "",
+        "The same 600 test episodes, neutral (every nuisance independent of the label) and",
+        "conflict (one nuisance follows one label mapping in the support set and another in the",
+        "query set, rho 1). Drop: neutral minus conflict accuracy, per run, mean ± 95% CI.",
+        "",
+        "| learner | arm | neutral | conflict | drop |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for learner in LEARNERS:
+        for arm in ("base", "metacrl", "oracle", "capacity"):
+            records = [r for r in data.get(f"shapes-1shot-{learner}-{arm}", [])]
+            records = [r for r in records if "conflict" in r["result"]]
+            if not records:
+                continue
+            neutral, conflict = test_scores(records), conflict_scores(records)
+            lines.append(
+                f"| {learner} | {arm} | {fmt(neutral)} | {fmt(conflict)} "
+                f"| {fmt(paired(neutral, conflict))} |"
+            )
+    return lines
+
+
 def report_ablation() -> list[str]:
     data = load("ablation")
     try:
@@ -446,7 +546,7 @@ BEGIN, END = "<!-- evidence:begin -->", "<!-- evidence:end -->"
 
 
 def command_report(args: argparse.Namespace) -> None:
-    blocks = [report_sweep(), report_grid(), report_ablation()]
+    blocks = [report_sweep(), report_grid(), report_controls(), report_ablation()]
     text = "\n\n".join("\n".join(b) for b in blocks)
     if args.update is None:
         print(text)
@@ -465,7 +565,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a suite's missing runs")
     run.add_argument("suite", choices=("sweep", "grid", "ablation"))
-    run.add_argument("--arms", nargs="+", default=["base", "metacrl", "oracle"])
+    run.add_argument("--arms", nargs="+", default=["base", "metacrl", "oracle"], choices=ARMS)
     run.add_argument(
         "--part", default="1/1", help="i/n: every n-th missing run, starting at the i-th"
     )

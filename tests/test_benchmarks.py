@@ -90,7 +90,7 @@ def test_evidence_report_refuses_a_page_without_the_block(tmp_path):
     assert page.read_text() == "no block here\n"
 
 
-def test_evidence_statistics_pair_runs_by_seed():
+def _evidence():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("evidence", BENCHMARKS / "evidence.py")
@@ -101,6 +101,29 @@ def test_evidence_statistics_pair_runs_by_seed():
         spec.loader.exec_module(evidence)
     finally:
         del sys.modules["evidence"]
+    return evidence
+
+
+def test_evidence_controls_are_the_1_shot_rows_with_their_settings(monkeypatch):
+    evidence = _evidence()
+    monkeypatch.setattr(evidence, "chosen", lambda: "alt-vrex1")
+    runs = evidence.suite_runs("grid", ("capacity", "metacrl-rho0"))
+    names = {r.name for r in runs}
+    assert names == {
+        f"shapes-1shot-{learner}-{arm}"
+        for learner in evidence.LEARNERS
+        for arm in ("capacity", "metacrl-rho0")
+    }
+    for run in runs:
+        if run.name.endswith("capacity"):
+            assert not run.metacrl and run.settings["linear_map"] is True
+        else:
+            assert run.metacrl and run.settings["rho"] == 0.0
+            assert run.settings["invariance"] == "vrex"
+
+
+def test_evidence_statistics_pair_runs_by_seed():
+    evidence = _evidence()
 
     def record(seed: int, accuracy: float) -> dict:
         return {"seed": seed, "result": {"test": {"accuracy": accuracy}}}
