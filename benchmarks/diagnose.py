@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -110,14 +112,70 @@ def command_run(args: argparse.Namespace) -> None:
             print(f"{args.setting} {variant} seed {seed}: best val {100 * result['best_val']:.2f}")
 
 
+def load_runs(setting: str) -> dict[str, dict[int, dict[str, Any]]]:
+    """The finished runs of a setting: variant -> seed -> result."""
+    runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for path in sorted((RESULTS / setting).glob("*.json")):
+        r = json.loads(path.read_text())
+        runs[r["variant"]][r["seed"]] = r
+    return runs
+
+
+def paired_gain(
+    runs: dict[str, dict[int, dict[str, Any]]], variant: str
+) -> tuple[list[float], float, float]:
+    """Best validation accuracy of ``variant`` minus MAML's per seed (points), mean, 95% CI."""
+    base, arm = runs.get("maml", {}), runs.get(variant, {})
+    gains = [100 * (arm[s]["best_val"] - base[s]["best_val"]) for s in sorted(arm) if s in base]
+    if len(gains) < 2:
+        return gains, (gains[0] if gains else math.nan), math.nan
+    mean = statistics.fmean(gains)
+    return gains, mean, T_95[len(gains) - 1] * statistics.stdev(gains) / math.sqrt(len(gains))
+
+
+def verdict(cells: dict[str, tuple[float, float]]) -> str:
+    """The robust-defaults bar over the settings a variant has 3 seeds on.
+
+    Met: never worse than MAML beyond the paired 95% interval on any setting, and better (the
+    interval above 0) on every confounded one (all settings except the rho-0 ones).
+    """
+    worse = [k for k, (m, ci) in cells.items() if m + ci < 0]
+    confounded = {k: v for k, v in cells.items() if SETTINGS[k].get("rho", 0.9) > 0}
+    not_better = [k for k, (m, ci) in confounded.items() if not m - ci > 0]
+    if worse:
+        return "not met: worse on " + ", ".join(worse)
+    if not_better:
+        return "no harm; not better on " + ", ".join(not_better)
+    return "met"
+
+
 def command_report(args: argparse.Namespace) -> None:
-    for setting_dir in sorted(RESULTS.glob("*")):
-        runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-        for path in sorted(setting_dir.glob("*.json")):
-            r = json.loads(path.read_text())
-            runs[r["variant"]][r["seed"]] = r
-        base = runs.get("maml", {})
-        print(f"\n{setting_dir.name}: best validation accuracy (%), 300 episodes; paired vs MAML")
+    settings = [s for s in SETTINGS if (RESULTS / s).is_dir()]
+    print("Robust defaults: best validation accuracy minus MAML's, paired by seed (points),")
+    print("mean ± 95% CI over 3 seeds; '-' where fewer than 3 seeds are done.")
+    print("| variant | " + " | ".join(settings) + " | bar |")
+    print("| --- | " + " | ".join("---" for _ in settings) + " | --- |")
+    all_runs = {s: load_runs(s) for s in settings}
+    for variant in VARIANTS:
+        if variant == "maml":
+            continue
+        cells: dict[str, tuple[float, float]] = {}
+        texts = []
+        for setting in settings:
+            gains, mean, ci = paired_gain(all_runs[setting], variant)
+            if len(gains) >= 3:
+                cells[setting] = (mean, ci)
+                texts.append(f"{mean:+.1f} ± {ci:.1f}")
+            else:
+                texts.append("-")
+        if not cells:
+            continue
+        complete = len(cells) == len(settings)
+        bar = verdict(cells) + ("" if complete else " (so far)")
+        print(f"| {variant} | " + " | ".join(texts) + f" | {bar} |")
+    for setting in settings:
+        runs = all_runs[setting]
+        print(f"\n{setting}: best validation accuracy (%), 300 episodes; paired vs MAML")
         print(
             "| variant | seeds | best val | − MAML (per seed) | paired mean ± 95% CI "
             "| mean gate | U's singular values |"
@@ -129,15 +187,8 @@ def command_report(args: argparse.Namespace) -> None:
                 continue
             seeds = sorted(by_seed)
             vals = [100 * by_seed[s]["best_val"] for s in seeds]
-            gains = [
-                100 * (by_seed[s]["best_val"] - base[s]["best_val"]) for s in seeds if s in base
-            ]
-            diffs = [f"{g:+.1f}" for g in gains]
-            paired = "-"
-            if len(gains) > 1 and variant != "maml":
-                mean = sum(gains) / len(gains)
-                sd = (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)) ** 0.5
-                paired = f"{mean:+.1f} ± {T_95[len(gains) - 1] * sd / len(gains) ** 0.5:.1f}"
+            gains, mean, ci = paired_gain(runs, variant)
+            paired = "-" if variant == "maml" or math.isnan(ci) else f"{mean:+.1f} ± {ci:.1f}"
             gate = [by_seed[s].get("crl/gate_mean") for s in seeds]
             sv = [by_seed[s].get("u_singular_values") for s in seeds]
             gate_text = "-" if None in gate else f"{sum(gate) / len(gate):.3f}"  # type: ignore[arg-type]
@@ -148,7 +199,8 @@ def command_report(args: argparse.Namespace) -> None:
             )
             print(
                 f"| {variant} | {', '.join(map(str, seeds))} | {sum(vals) / len(vals):.2f} | "
-                f"{', '.join(diffs) or '-'} | {paired} | {gate_text} | {sv_text} |"
+                f"{', '.join(f'{g:+.1f}' for g in gains) or '-'} | {paired} | {gate_text} "
+                f"| {sv_text} |"
             )
 
 
