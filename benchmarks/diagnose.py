@@ -53,6 +53,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 VARIANTS: dict[str, dict[str, Any]] = {
     "maml": {},
+    # controls (no MetaCRL): the base learner without confounders, and with a d x d map
+    "maml-rho0": {"rho": 0.0},
+    "capacity": {"linear_map": True},
+    "metacrl-rho0": {"rho": 0.0},
     "metacrl": {},  # metacrl train's defaults
     "no-causal-step": {"crl_steps": 0},
     "xi_lr-0.04": {"xi_lr": 0.04},
@@ -66,6 +70,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+BASE_VARIANTS = ("maml", "maml-rho0", "capacity")  # the variants without MetaCRL
+
+
 def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:
     from metacrl.cli.build import build_trainer
     from metacrl.cli.config import TrainConfig
@@ -74,7 +81,7 @@ def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:
         **SETTINGS[setting], val_every=100, val_tasks=300, seed=seed, **VARIANTS[variant]
     ).resolved()
     folder = Path("runs/diagnose") / setting / f"{variant}-s{seed}"
-    trainer = build_trainer(cfg, variant != "maml", folder, progress=False)
+    trainer = build_trainer(cfg, variant not in BASE_VARIANTS, folder, progress=False)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -149,6 +156,67 @@ def verdict(cells: dict[str, tuple[float, float]]) -> str:
     return "met"
 
 
+def _best_vals(runs: dict[str, dict[int, dict[str, Any]]], variant: str) -> dict[int, float]:
+    return {seed: 100 * r["best_val"] for seed, r in runs.get(variant, {}).items()}
+
+
+def _diff_text(values: list[float]) -> str:
+    if len(values) < 2:
+        return "-"
+    mean = statistics.fmean(values)
+    ci = T_95[len(values) - 1] * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{mean:+.1f} ± {ci:.1f}"
+
+
+def controls_report() -> list[str]:
+    """The controls on validation tasks, paired by seed: what confounding costs MAML, MetaCRL's
+    gain with and without confounders (their difference: the de-confounding share), and the
+    capacity control (MAML with a meta-learned d x d map before the head)."""
+    lines = [
+        "| setting | seeds | rho 0 − rho 0.9 (MAML) | gain with confounders | gain without "
+        "| de-confounding share | capacity − MAML | MetaCRL − capacity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for setting in SETTINGS:
+        if SETTINGS[setting].get("rho", 0.9) == 0:
+            continue
+        runs = load_runs(setting)
+        rho0_runs, rho0_base, rho0_crl = runs, "maml-rho0", "metacrl-rho0"
+        if f"{setting}-rho0" in SETTINGS:  # its rho-0 twin is a setting of its own
+            rho0_runs, rho0_base, rho0_crl = load_runs(f"{setting}-rho0"), "maml", "metacrl"
+        arms = {
+            "maml": _best_vals(runs, "maml"),
+            "metacrl": _best_vals(runs, "metacrl"),
+            "capacity": _best_vals(runs, "capacity"),
+            "maml-rho0": _best_vals(rho0_runs, rho0_base),
+            "metacrl-rho0": _best_vals(rho0_runs, rho0_crl),
+        }
+        seeds = sorted(set.union(*(set(v) for v in arms.values())))
+        if not seeds:
+            continue
+
+        def diff(a: str, b: str, arms: Any = arms) -> list[float]:
+            both = sorted(set(arms[a]) & set(arms[b]))
+            return [arms[a][s] - arms[b][s] for s in both]
+
+        def share(arms: Any = arms) -> list[float]:
+            both = sorted(set.intersection(*(set(arms[k]) for k in arms if k != "capacity")))
+            return [
+                (arms["metacrl"][s] - arms["maml"][s])
+                - (arms["metacrl-rho0"][s] - arms["maml-rho0"][s])
+                for s in both
+            ]
+
+        lines.append(
+            f"| {setting} | {', '.join(map(str, seeds))} | {_diff_text(diff('maml-rho0', 'maml'))} "
+            f"| {_diff_text(diff('metacrl', 'maml'))} "
+            f"| {_diff_text(diff('metacrl-rho0', 'maml-rho0'))} | {_diff_text(share())} "
+            f"| {_diff_text(diff('capacity', 'maml'))} "
+            f"| {_diff_text(diff('metacrl', 'capacity'))} |"
+        )
+    return lines
+
+
 def command_report(args: argparse.Namespace) -> None:
     settings = [s for s in SETTINGS if (RESULTS / s).is_dir()]
     print("Robust defaults: best validation accuracy minus MAML's, paired by seed (points),")
@@ -157,7 +225,7 @@ def command_report(args: argparse.Namespace) -> None:
     print("| --- | " + " | ".join("---" for _ in settings) + " | --- |")
     all_runs = {s: load_runs(s) for s in settings}
     for variant in VARIANTS:
-        if variant == "maml":
+        if variant in BASE_VARIANTS or variant == "metacrl-rho0":  # controls: tabled below
             continue
         cells: dict[str, tuple[float, float]] = {}
         texts = []
@@ -173,6 +241,8 @@ def command_report(args: argparse.Namespace) -> None:
         complete = len(cells) == len(settings)
         bar = verdict(cells) + ("" if complete else " (so far)")
         print(f"| {variant} | " + " | ".join(texts) + f" | {bar} |")
+    print("\nControls (validation, paired by seed, points):")
+    print("\n".join(controls_report()))
     for setting in settings:
         runs = all_runs[setting]
         print(f"\n{setting}: best validation accuracy (%), 300 episodes; paired vs MAML")

@@ -241,7 +241,7 @@ def test_non_finite_metacrl_terms_in_joint_mode_are_caught():
 def user_loop():
     """A wrapped model (float64) and its regularizer, with one meta-batch."""
     model = tiny_model()
-    reg = MetaCRLRegularizer(FEATURE_DIM, num_factors=4)
+    reg = MetaCRLRegularizer(FEATURE_DIM, num_factors=4, invariance="irm")  # needs outputs
     net = reg.wrap(model)
     return model, reg, net, random_batch()
 

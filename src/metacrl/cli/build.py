@@ -231,7 +231,7 @@ def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool
         return CapacityControl(learner, model.feature_dim) if cfg.linear_map else learner
     regularizer = MetaCRLRegularizer(
         feature_dim=model.feature_dim,
-        num_factors=cfg.num_factors or model.feature_dim,
+        num_factors=cfg.num_factors,  # None: feature_dim
         lambda_orth=cfg.lambda_orth,
         lambda_gate=cfg.lambda_gate,
         lambda_inv=cfg.lambda_inv,

@@ -25,6 +25,7 @@ from typing import (
     get_type_hints,
 )
 
+from metacrl.regularizer.defaults import DEFAULTS
 from metacrl.typing import (
     Backend,
     ConfounderKind,
@@ -260,30 +261,43 @@ class TrainConfig:
         "from neutral measures reliance on the nuisance); validation stays neutral",
     )
     num_factors: int | None = _option(
-        None, "number of factors M", default_text="the backbone's feature size (feature_dim)"
+        DEFAULTS.num_factors,
+        "number of factors M",
+        default_text="the backbone's feature size (feature_dim)",
     )
-    lambda_inv: float = _option(1.0, "weight of the invariance penalty", at_least=0)
-    lambda_orth: float = _option(1e-3, "weight of the orthogonality term", at_least=0)
-    lambda_gate: float = _option(0.1, "weight of the gate sparsity term", at_least=0)
+    lambda_inv: float = _option(DEFAULTS.lambda_inv, "weight of the invariance penalty", at_least=0)
+    lambda_orth: float = _option(
+        DEFAULTS.lambda_orth, "weight of the orthogonality term", at_least=0
+    )
+    lambda_gate: float = _option(
+        DEFAULTS.lambda_gate, "weight of the gate sparsity term", at_least=0
+    )
     invariance: Invariance = _option(
-        "vrex",
-        "invariance penalty: V-REx (vrex, the validation sweep's winner, see docs/results.md) "
-        "or IRMv1 (irm, the library's default)",
+        DEFAULTS.invariance,
+        "invariance penalty: V-REx (vrex, the variance of the tasks' losses) or IRMv1 (irm)",
     )
     mode: Schedule = _option(
-        "alternating",
+        DEFAULTS.mode,
         "schedule: causal steps before each meta-update (alternating), or one joint step",
     )
-    crl_steps: int = _option(5, "causal steps per meta-iteration (alternating mode)", minimum=0)
-    xi_lr: float = _option(0.4, "step size of the causal steps for Xi", above=0)
-    gr_lr: float = _option(0.01, "step size of the causal steps for the gate network f_gr", above=0)
+    crl_steps: int = _option(
+        DEFAULTS.crl_steps, "causal steps per meta-iteration (alternating mode)", minimum=0
+    )
+    xi_lr: float = _option(DEFAULTS.xi_lr, "step size of the causal steps for Xi", above=0)
+    gr_lr: float = _option(
+        DEFAULTS.gr_lr, "step size of the causal steps for the gate network f_gr", above=0
+    )
     basis: FactorBasis = _option(
-        "normalized",
+        DEFAULTS.basis,
         "factor directions from Xi: unit columns scaled to spectral norm one (normalized), or "
         "an orthonormal basis of its columns (orthonormal, needs num_factors <= feature_dim)",
     )
-    replay: int = _option(3, "earlier meta-batches used as extra environments", minimum=0)
-    gates: bool = _option(True, "per-task factor gates (--no-gates opens every gate: an ablation)")
+    replay: int = _option(
+        DEFAULTS.replay, "earlier meta-batches used as extra environments", minimum=0
+    )
+    gates: bool = _option(
+        DEFAULTS.use_gates, "per-task factor gates (--no-gates opens every gate: an ablation)"
+    )
     val_every: int = _option(
         100, "validate, keep the best model and write checkpoint.pt every this many iterations"
     )

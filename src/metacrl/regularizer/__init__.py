@@ -8,6 +8,7 @@ for a user's own ``higher`` or ``torch.func`` loop.
 
 from metacrl.regularizer.causal import CausalTerms
 from metacrl.regularizer.causal_step import causal_step
+from metacrl.regularizer.defaults import DEFAULTS, MetaCRLDefaults
 from metacrl.regularizer.factors import TaskFactors
 from metacrl.regularizer.gated import GatedModel
 from metacrl.regularizer.learner import MetaCRLLearner
@@ -23,8 +24,10 @@ from metacrl.regularizer.regularizer import MetaCRLRegularizer
 from metacrl.regularizer.user_loop import OpenTasks
 
 __all__ = [
+    "DEFAULTS",
     "CausalTerms",
     "GatedModel",
+    "MetaCRLDefaults",
     "MetaCRLLearner",
     "MetaCRLModule",
     "MetaCRLRegularizer",

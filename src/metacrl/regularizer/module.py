@@ -12,6 +12,7 @@ from torch.func import functional_call
 
 from metacrl.learners import TaskFeatures
 from metacrl.regularizer.causal import CausalTerms
+from metacrl.regularizer.defaults import DEFAULTS
 from metacrl.regularizer.penalties import (
     gate_loss,
     irm_penalty,
@@ -36,27 +37,29 @@ class MetaCRLModule(nn.Module):
     def __init__(
         self,
         feature_dim: int,
-        num_factors: int = 64,
-        hidden_dim: int = 64,
-        lambda_orth: float = 1e-3,
-        lambda_gate: float = 0.1,
-        lambda_inv: float = 1.0,
-        invariance: Invariance = "irm",
-        mode: Schedule = "alternating",
-        crl_steps: int = 5,
-        xi_lr: float = 0.4,
-        gr_lr: float = 0.01,
-        replay: int = 3,
-        head_input: HeadInput = "features",
-        gate_init: float = 0.9,
-        max_grad_norm: float | None = 1.0,
-        refresh_replay: bool = False,
-        use_gates: bool = True,
-        basis: FactorBasis = "normalized",
+        num_factors: int | None = DEFAULTS.num_factors,
+        hidden_dim: int = DEFAULTS.hidden_dim,
+        lambda_orth: float = DEFAULTS.lambda_orth,
+        lambda_gate: float = DEFAULTS.lambda_gate,
+        lambda_inv: float = DEFAULTS.lambda_inv,
+        invariance: Invariance = DEFAULTS.invariance,
+        mode: Schedule = DEFAULTS.mode,
+        crl_steps: int = DEFAULTS.crl_steps,
+        xi_lr: float = DEFAULTS.xi_lr,
+        gr_lr: float = DEFAULTS.gr_lr,
+        replay: int = DEFAULTS.replay,
+        head_input: HeadInput = DEFAULTS.head_input,
+        gate_init: float = DEFAULTS.gate_init,
+        max_grad_norm: float | None = DEFAULTS.max_grad_norm,
+        refresh_replay: bool = DEFAULTS.refresh_replay,
+        use_gates: bool = DEFAULTS.use_gates,
+        basis: FactorBasis = DEFAULTS.basis,
     ) -> None:
         super().__init__()
         self.feature_dim = check_int("feature_dim", feature_dim)
-        self.num_factors = check_int("num_factors", num_factors)
+        self.num_factors = (
+            self.feature_dim if num_factors is None else check_int("num_factors", num_factors)
+        )
         self.hidden_dim = check_int("hidden_dim", hidden_dim)
         self.lambda_orth = check_float("lambda_orth", lambda_orth, at_least=0)
         self.lambda_gate = check_float("lambda_gate", lambda_gate, at_least=0)
@@ -82,12 +85,12 @@ class MetaCRLModule(nn.Module):
         )
         gate_init = check_float("gate_init", gate_init, above=0, below=1)
 
-        self.xi = nn.Parameter(torch.empty(feature_dim, num_factors))
+        self.xi = nn.Parameter(torch.empty(self.feature_dim, self.num_factors))
         nn.init.orthogonal_(self.xi)
         self.f_gr = nn.Sequential(
-            nn.Linear(num_factors, hidden_dim),
+            nn.Linear(self.num_factors, self.hidden_dim),
             nn.ReLU(),
-            nn.Linear(hidden_dim, num_factors),
+            nn.Linear(self.hidden_dim, self.num_factors),
         )
         last = self.f_gr[2]
         assert isinstance(last, nn.Linear)

@@ -51,14 +51,18 @@ class MetaCRLRegularizer(MetaCRLModule):
     * ``"joint"``: the returned meta-loss is the mean query loss plus ``lambda_inv * L_inv +
       L_dis``; one optimiser step updates everything.
 
+    Every default comes from :data:`~metacrl.regularizer.DEFAULTS`, which ``metacrl train``
+    uses too.
+
     Args:
         feature_dim: Size ``d`` of the features ``g(x)``; must equal ``model.feature_dim``.
-        num_factors: Number ``M`` of generating factors (columns of ``Xi``).
+        num_factors: Number ``M`` of generating factors (columns of ``Xi``); ``None`` (the
+            default) gives ``M = feature_dim``.
         hidden_dim: Hidden width of ``f_gr``.
         lambda_orth: Weight of the orthogonality term.
         lambda_gate: Weight of the gate sparsity/decisiveness term.
         lambda_inv: Weight of the invariance penalty.
-        invariance: ``"irm"`` (IRMv1, default) or ``"vrex"``.
+        invariance: ``"vrex"`` (V-REx, default) or ``"irm"`` (IRMv1).
         mode: ``"alternating"`` (default) or ``"joint"``.
         crl_steps: Causal steps per meta-step in the alternating schedule.
         xi_lr: Step size of the causal steps for ``Xi`` (official script: 0.4).
