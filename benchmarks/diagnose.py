@@ -18,6 +18,8 @@ basis of ``Xi``'s columns (QR), so the head's input keeps full rank.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -281,9 +283,21 @@ def main() -> None:
     run.add_argument("--setting", choices=sorted(SETTINGS), required=True)
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     run.add_argument("--variants", nargs="*", choices=sorted(VARIANTS))
-    sub.add_parser("report")
+    report = sub.add_parser("report")
+    report.add_argument("--update", type=Path, help="write the tables into this page's block")
     args = parser.parse_args()
-    command_run(args) if args.command == "run" else command_report(args)
+    if args.command == "run":
+        command_run(args)
+        return
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        command_report(args)
+    if args.update is None:
+        print(buffer.getvalue(), end="")
+        return
+    from report_block import update_block
+
+    update_block(args.update, "diagnose", buffer.getvalue().strip("\n"))
 
 
 if __name__ == "__main__":

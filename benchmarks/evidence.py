@@ -542,22 +542,15 @@ def command_figure(args: argparse.Namespace) -> None:
     print(f"wrote {args.path}")
 
 
-BEGIN, END = "<!-- evidence:begin -->", "<!-- evidence:end -->"
-
-
 def command_report(args: argparse.Namespace) -> None:
     blocks = [report_sweep(), report_grid(), report_controls(), report_ablation()]
     text = "\n\n".join("\n".join(b) for b in blocks)
     if args.update is None:
         print(text)
         return
-    page = args.update.read_text()
-    if BEGIN not in page or END not in page:
-        raise SystemExit(f"{args.update} has no {BEGIN} ... {END} block to replace")
-    head, rest = page.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    args.update.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
-    print(f"updated the tables in {args.update}")
+    from report_block import update_block
+
+    update_block(args.update, "evidence", text)
 
 
 def main() -> None:
@@ -573,7 +566,10 @@ def main() -> None:
     run.add_argument("--match", metavar="REGEX", help="only the runs whose id matches REGEX")
     report = sub.add_parser("report", help="print the tables of all suites")
     report.add_argument(
-        "--update", type=Path, metavar="PAGE", help=f"replace the {BEGIN} block of PAGE instead"
+        "--update",
+        type=Path,
+        metavar="PAGE",
+        help="replace the <!-- evidence:begin --> block of PAGE instead",
     )
     figure = sub.add_parser("figure", help="bar chart of the ConfoundedShapes grid (matplotlib)")
     figure.add_argument("path", type=Path, nargs="?", default=Path("docs/figures/evidence.png"))

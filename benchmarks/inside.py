@@ -31,7 +31,9 @@ singular values of the last checkpoint's ``U`` are compared with those ``diagnos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import itertools
 import json
 import math
@@ -728,9 +730,21 @@ def main() -> None:
     run.add_argument(
         "--probe-tasks", type=int, default=PROBE_TASKS, help="validation tasks for the probes"
     )
-    sub.add_parser("report", help="print the Markdown tables of the analysed runs")
+    report = sub.add_parser("report", help="print the Markdown tables of the analysed runs")
+    report.add_argument("--update", type=Path, help="write the tables into this page's block")
     args = parser.parse_args()
-    command_run(args) if args.command == "run" else command_report(args)
+    if args.command == "run":
+        command_run(args)
+        return
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        command_report(args)
+    if args.update is None:
+        print(buffer.getvalue(), end="")
+        return
+    from report_block import update_block
+
+    update_block(args.update, "inside", buffer.getvalue().strip("\n"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,21 @@
+"""Write a benchmark's Markdown tables into a marked block of a docs page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def update_block(page: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- {name}:begin -->`` and ``<!-- {name}:end -->``.
+
+    Raises:
+        SystemExit: If the page has no such block (nothing is written).
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    content = page.read_text()
+    if begin not in content or end not in content:
+        raise SystemExit(f"{page} has no {begin} ... {end} block to replace")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    page.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+    print(f"updated the {name} tables in {page}")
