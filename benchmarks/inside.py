@@ -31,9 +31,7 @@ singular values of the last checkpoint's ``U`` are compared with those ``diagnos
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import itertools
 import json
 import math
@@ -736,15 +734,9 @@ def main() -> None:
     if args.command == "run":
         command_run(args)
         return
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        command_report(args)
-    if args.update is None:
-        print(buffer.getvalue(), end="")
-        return
-    from report_block import update_block
+    from report_block import print_or_update
 
-    update_block(args.update, "inside", buffer.getvalue().strip("\n"))
+    print_or_update(lambda: command_report(args), args.update, "inside")
 
 
 if __name__ == "__main__":

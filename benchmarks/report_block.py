@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,3 +22,15 @@ def update_block(page: Path, name: str, text: str) -> None:
     _, tail = rest.split(end, 1)
     page.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
     print(f"updated the {name} tables in {page}")
+
+
+def print_or_update(report: Callable[[], None], page: Path | None, name: str) -> None:
+    """Run ``report`` (which prints Markdown); print its text, or write it into ``page``'s
+    ``name`` block when ``page`` is given."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        report()
+    if page is None:
+        print(buffer.getvalue(), end="")
+    else:
+        update_block(page, name, buffer.getvalue().strip("\n"))

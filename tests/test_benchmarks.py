@@ -162,7 +162,7 @@ def test_diagnose_report_tables_the_committed_runs():
     summary = next(line for line in out.splitlines() if line.startswith("| variant | clip"))
     assert all(f" {setting} |" in summary for setting in settings)
     for setting in settings:
-        assert f"\n{setting}: best validation accuracy" in out
+        assert f"#### {setting}: every run" in out
     # the per-setting tables: one MAML + MetaCRL row each, its best validation above chance
     rows = [line for line in out.splitlines() if line.startswith("| metacrl | 0")]
     with_metacrl = [s for s in settings if any((RESULTS_DIAGNOSE / s).glob("metacrl-s*.json"))]
