@@ -119,6 +119,88 @@ def command_run(args: argparse.Namespace) -> None:
             print(f"{args.setting} {variant} seed {seed}: best val {100 * result['best_val']:.2f}")
 
 
+CONFLICT_RESULTS = RESULTS.parent / "conflict"
+
+
+def conflict_one(setting: str, variant: str, seed: int, tasks: int) -> dict[str, Any]:
+    """Test a run's best checkpoint on neutral and on conflict test tasks (same episodes).
+
+    Settings missing from an older checkpoint's configuration (``basis``, added after some
+    runs were trained) are taken from the variant's changes.
+    """
+    import dataclasses
+
+    from metacrl.cli.build import TEST_SEED, build_dataset, build_learner, build_model
+    from metacrl.cli.config import TrainConfig
+    from metacrl.data import TaskLoader
+    from metacrl.train import evaluate_episodes, load_checkpoint
+
+    path = Path("runs/diagnose") / setting / f"{variant}-s{seed}" / "best.pt"
+    ckpt = load_checkpoint(path, map_location="cpu")
+    saved = {**VARIANTS[variant], **ckpt["config"]}  # the stored values win
+    saved["data_root"] = SETTINGS[setting].get("data_root")
+    cfg = TrainConfig(**saved).resolved()
+    learner = build_learner(cfg, build_model(cfg), bool(ckpt["metacrl"]))
+    learner.load_state_dict(ckpt["learner"])
+    result: dict[str, Any] = {
+        "setting": setting, "variant": variant, "seed": seed, "checkpoint": str(path),
+        "iteration": ckpt.get("iteration"), "torch": torch.__version__,
+    }  # fmt: skip
+    for kind in ("neutral", "conflict"):
+        test_cfg = dataclasses.replace(cfg, test_confounding=kind, test_tasks=tasks)
+        episodes = build_dataset(test_cfg, "test", tasks, TEST_SEED)
+        loader = TaskLoader(episodes, batch_size=cfg.meta_batch, num_workers=0)
+        result[kind] = evaluate_episodes(learner, loader).summary()
+    return result
+
+
+def command_conflict(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    for seed in args.seeds:
+        for variant in args.variants:
+            path = CONFLICT_RESULTS / args.setting / f"{variant}-s{seed}.json"
+            if path.exists():
+                continue
+            result = conflict_one(args.setting, variant, seed, args.test_tasks)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1))
+            n, c = result["neutral"]["accuracy"], result["conflict"]["accuracy"]
+            print(
+                f"{args.setting} {variant} s{seed}: neutral {100 * n:.2f}, conflict {100 * c:.2f}"
+            )
+
+
+def conflict_report() -> list[str]:
+    """Neutral and conflict test accuracy of each variant, and the drop, per setting."""
+    lines: list[str] = []
+    for setting_dir in sorted(p for p in CONFLICT_RESULTS.glob("*") if p.is_dir()):
+        runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+        for path in sorted(setting_dir.glob("*.json")):
+            r = json.loads(path.read_text())
+            runs[r["variant"]][r["seed"]] = r
+        lines += [
+            f"\n#### {setting_dir.name}: neutral and conflict test tasks\n",
+            "The best checkpoint of each run on the same test episodes, neutral and conflict;",
+            "drop: neutral minus conflict accuracy per run (points), mean ± 95% CI over seeds.\n",
+            "| variant | seeds | neutral | conflict | drop | drop per seed |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for variant in VARIANTS:
+            if variant not in runs:
+                continue
+            by_seed = runs[variant]
+            seeds = sorted(by_seed)
+            neutral = [100 * by_seed[s]["neutral"]["accuracy"] for s in seeds]
+            conflict = [100 * by_seed[s]["conflict"]["accuracy"] for s in seeds]
+            drops = [a - b for a, b in zip(neutral, conflict, strict=True)]
+            lines.append(
+                f"| {variant} | {', '.join(map(str, seeds))} | {statistics.fmean(neutral):.2f} "
+                f"| {statistics.fmean(conflict):.2f} | {_diff_text(drops)} "
+                f"| {', '.join(f'{d:.1f}' for d in drops)} |"
+            )
+    return lines
+
+
 def load_runs(setting: str) -> dict[str, dict[int, dict[str, Any]]]:
     """The finished runs of a setting: variant -> seed -> result."""
     runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
@@ -248,6 +330,7 @@ def command_report(args: argparse.Namespace) -> None:
     print("MAML at rho 0.9; gain without: both trained at rho 0; de-confounding share: the first")
     print("minus the second. Capacity: MAML with a meta-learned d x d map (`--linear-map`).\n")
     print("\n".join(controls_report()))
+    print("\n".join(conflict_report()))
     for setting in settings:
         runs = all_runs[setting]
         print(f"\n#### {setting}: every run\n")
@@ -288,11 +371,21 @@ def main() -> None:
     run.add_argument("--setting", choices=sorted(SETTINGS), required=True)
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     run.add_argument("--variants", nargs="*", choices=sorted(VARIANTS))
+    conflict = sub.add_parser(
+        "conflict", help="test best checkpoints on neutral and conflict tasks"
+    )
+    conflict.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    conflict.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    conflict.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["maml"])
+    conflict.add_argument("--test-tasks", type=int, default=600)
     report = sub.add_parser("report")
     report.add_argument("--update", type=Path, help="write the tables into this page's block")
     args = parser.parse_args()
     if args.command == "run":
         command_run(args)
+        return
+    if args.command == "conflict":
+        command_conflict(args)
         return
     from report_block import print_or_update
 

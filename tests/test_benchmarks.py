@@ -164,7 +164,13 @@ def test_diagnose_report_tables_the_committed_runs():
     for setting in settings:
         assert f"#### {setting}: every run" in out
     # the per-setting tables: one MAML + MetaCRL row each, its best validation above chance
-    rows = [line for line in out.splitlines() if line.startswith("| metacrl | 0")]
+    sections = [part for part in out.split("#### ") if part.split("\n", 1)[0].endswith("every run")]
+    rows = [
+        line for part in sections for line in part.splitlines() if line.startswith("| metacrl | 0")
+    ]
     with_metacrl = [s for s in settings if any((RESULTS_DIAGNOSE / s).glob("metacrl-s*.json"))]
     assert len(rows) == len(with_metacrl)
     assert all(float(row.split("|")[3]) > 20.0 for row in rows)  # above chance
+    conflict = sorted(p.name for p in (BENCHMARKS / "results" / "conflict").glob("*") if p.is_dir())
+    for setting in conflict:  # the drop from neutral to conflict test tasks, where measured
+        assert f"#### {setting}: neutral and conflict test tasks" in out
