@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from checkpoints import load_learner, score_test_tasks
+
 RESULTS = Path(__file__).resolve().parent / "results" / "diagnose"
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, two-sided 95%, by degrees of freedom
 CLIPART = os.environ.get("METACRL_CLIPART", "/usr/share/openclipart/png")
@@ -128,29 +130,14 @@ def conflict_one(setting: str, variant: str, seed: int, tasks: int) -> dict[str,
     Settings missing from an older checkpoint's configuration (``basis``, added after some
     runs were trained) are taken from the variant's changes.
     """
-    import dataclasses
-
-    from metacrl.cli.build import TEST_SEED, build_dataset, build_learner, build_model
-    from metacrl.cli.config import TrainConfig
-    from metacrl.data import TaskLoader
-    from metacrl.train import evaluate_episodes, load_checkpoint
-
     path = Path("runs/diagnose") / setting / f"{variant}-s{seed}" / "best.pt"
-    ckpt = load_checkpoint(path, map_location="cpu")
-    saved = {**VARIANTS[variant], **ckpt["config"]}  # the stored values win
-    saved["data_root"] = SETTINGS[setting].get("data_root")
-    cfg = TrainConfig(**saved).resolved()
-    learner = build_learner(cfg, build_model(cfg), bool(ckpt["metacrl"]))
-    learner.load_state_dict(ckpt["learner"])
+    learner, cfg, info = load_learner(path, fill=VARIANTS[variant])  # the stored values win
     result: dict[str, Any] = {
         "setting": setting, "variant": variant, "seed": seed, "checkpoint": str(path),
-        "iteration": ckpt.get("iteration"), "torch": torch.__version__,
+        "iteration": info["iteration"], "torch": torch.__version__,
     }  # fmt: skip
     for kind in ("neutral", "conflict"):
-        test_cfg = dataclasses.replace(cfg, test_confounding=kind, test_tasks=tasks)
-        episodes = build_dataset(test_cfg, "test", tasks, TEST_SEED)
-        loader = TaskLoader(episodes, batch_size=cfg.meta_batch, num_workers=0)
-        result[kind] = evaluate_episodes(learner, loader).summary()
+        result[kind] = score_test_tasks(cfg, learner, kind, tasks)
     return result
 
 
@@ -174,10 +161,7 @@ def conflict_report() -> list[str]:
     """Neutral and conflict test accuracy of each variant, and the drop, per setting."""
     lines: list[str] = []
     for setting_dir in sorted(p for p in CONFLICT_RESULTS.glob("*") if p.is_dir()):
-        runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-        for path in sorted(setting_dir.glob("*.json")):
-            r = json.loads(path.read_text())
-            runs[r["variant"]][r["seed"]] = r
+        runs = load_runs(setting_dir.name, CONFLICT_RESULTS)
         lines += [
             f"\n#### {setting_dir.name}: neutral and conflict test tasks\n",
             "The best checkpoint of each run on the same test episodes, neutral and conflict;",
@@ -201,10 +185,10 @@ def conflict_report() -> list[str]:
     return lines
 
 
-def load_runs(setting: str) -> dict[str, dict[int, dict[str, Any]]]:
-    """The finished runs of a setting: variant -> seed -> result."""
+def load_runs(setting: str, folder: Path = RESULTS) -> dict[str, dict[int, dict[str, Any]]]:
+    """The finished runs of a setting (in ``folder``): variant -> seed -> result."""
     runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for path in sorted((RESULTS / setting).glob("*.json")):
+    for path in sorted((folder / setting).glob("*.json")):
         r = json.loads(path.read_text())
         runs[r["variant"]][r["seed"]] = r
     return runs

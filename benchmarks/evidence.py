@@ -42,6 +42,8 @@ from typing import Any
 
 import torch
 
+from checkpoints import score_test_tasks
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path("runs/evidence")
 SEEDS = (0, 1, 2)
@@ -214,7 +216,7 @@ def execute(run: Run) -> dict[str, Any]:
     else:
         result = trainer.test().as_dict()  # leaves the best checkpoint in trainer.learner
         if cfg.dataset == "confounded-shapes":
-            result["conflict"] = conflict_test(cfg, trainer.learner)
+            result["conflict"] = score_test_tasks(cfg, trainer.learner, "conflict")
     return {
         "suite": run.suite,
         "name": run.name,
@@ -226,21 +228,6 @@ def execute(run: Run) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-
-
-def conflict_test(cfg: Any, learner: Any) -> dict[str, float]:
-    """The learner's scores on the conflict version of its test episodes (same seed, count)."""
-    import dataclasses
-
-    from metacrl.cli.build import TEST_SEED, build_dataset
-    from metacrl.data import TaskLoader
-    from metacrl.train.evaluate import evaluate_episodes
-
-    conflict = dataclasses.replace(cfg, test_confounding="conflict")
-    tasks = build_dataset(conflict, "test", cfg.test_tasks, TEST_SEED)
-    loader = TaskLoader(tasks, batch_size=cfg.meta_batch, num_workers=cfg.workers)
-    summary: dict[str, float] = evaluate_episodes(learner, loader).summary()
-    return summary
 
 
 def command_run(args: argparse.Namespace) -> None:

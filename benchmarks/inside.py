@@ -35,7 +35,6 @@ import importlib.util
 import itertools
 import json
 import math
-import os
 import subprocess
 import time
 from collections import defaultdict
@@ -46,8 +45,9 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
+from checkpoints import load_learner
+
 if TYPE_CHECKING:
-    from metacrl.cli.config import TrainConfig
     from metacrl.data import ConfoundedTasks
     from metacrl.learners import Learner
     from metacrl.regularizer.module import MetaCRLModule
@@ -450,38 +450,6 @@ def _diagnose_variants() -> dict[str, dict[str, Any]]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return cast(dict[str, dict[str, Any]], module.VARIANTS)
-
-
-def load_learner(
-    path: Path, fill: Mapping[str, Any] | None = None
-) -> tuple[Learner, TrainConfig, dict[str, Any]]:
-    """Rebuild the learner of a checkpoint written by ``metacrl train`` on the CPU.
-
-    Args:
-        path: The checkpoint (``best.pt`` or ``checkpoint.pt``).
-        fill: Settings to use where the stored configuration has none (older checkpoints).
-
-    Returns:
-        ``(learner, config, info)``: ``info`` holds ``iteration``, ``metacrl`` and ``filled``
-        (the settings taken from ``fill``).
-    """
-    from metacrl.cli.build import build_learner, build_model
-    from metacrl.cli.config import TrainConfig
-    from metacrl.train import load_checkpoint
-
-    ckpt = load_checkpoint(path, map_location="cpu")
-    saved = dict(ckpt["config"])
-    filled = {k: v for k, v in (fill or {}).items() if k not in saved}
-    root = saved.get("data_root")
-    override = os.environ.get("METACRL_CLIPART")
-    if saved.get("dataset") == "confounded-clipart" and override and not Path(root or "").is_dir():
-        saved["data_root"] = override
-    cfg = TrainConfig(**saved, **filled).resolved()
-    metacrl = bool(ckpt["metacrl"])
-    learner = build_learner(cfg, build_model(cfg), metacrl)
-    learner.load_state_dict(ckpt["learner"])
-    info = {"iteration": ckpt.get("iteration"), "metacrl": metacrl, "filled": filled}
-    return learner, cfg, info
 
 
 def _git_state() -> str | None:
