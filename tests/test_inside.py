@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -13,8 +12,6 @@ import torch
 from metacrl.cli.build import build_model, build_trainer
 
 from conftest import tiny_config
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
