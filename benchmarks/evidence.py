@@ -107,7 +107,7 @@ ABLATIONS = {  # MAML + MetaCRL (the sweep's winner), ConfoundedShapes 5-way 1-s
     "no-invariance": {"lambda_inv": 0.0},
     "no-replay": {"replay": 0},
     "no-gates": {"gates": False},
-    "no-orthogonality": {"lambda_orth": 0.0},
+    "orthogonality": {"lambda_orth": 1e-3},  # the term off by default; 1e-3 turns it on
     "other-penalty": {},  # V-REx if the winner uses IRMv1 and the reverse, same weight
     "other-schedule": {},  # joint if the winner alternates and the reverse
 }

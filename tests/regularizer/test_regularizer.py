@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from metacrl import MAML, GatedModel, MetaCRLLearner, MetaCRLRegularizer, ProtoNet
+from metacrl.regularizer.penalties import gate_loss, orthogonality_loss
 
 from helpers import random_batch, tiny_model
 
@@ -256,3 +257,23 @@ def test_replay_is_saved_and_restored_with_the_state_dict(refresh):
     a, b = wrapped.meta_step(*nxt), other.meta_step(*nxt)
     assert a.loss.item() == b.loss.item()
     assert torch.equal(reg.xi, other.regularizer.xi)
+
+
+def test_orthogonality_off_by_default_is_exactly_the_term_times_zero():
+    class TermTimesZero(MetaCRLRegularizer):
+        def disentanglement_loss(self, gates: torch.Tensor) -> torch.Tensor:
+            orth = self.lambda_orth * orthogonality_loss(self.xi)
+            return orth + self.lambda_gate * gate_loss(gates)
+
+    torch.manual_seed(0)
+    learner = MAML(tiny_model(), inner_lr=0.5, inner_steps=2)
+    skipped = MetaCRLRegularizer(5, num_factors=4, hidden_dim=3, crl_steps=3).double()
+    computed = TermTimesZero(5, num_factors=4, hidden_dim=3, crl_steps=3).double()
+    computed.load_state_dict(skipped.state_dict())
+    assert skipped.lambda_orth == 0.0
+    envs = _envs(learner)
+    for reg in (skipped, computed):
+        reg.causal_step(envs, learner.head_task, learner.task_loss)
+    assert torch.equal(skipped.xi, computed.xi)
+    for a, b in zip(skipped.f_gr.parameters(), computed.f_gr.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -28,7 +28,7 @@ class MetaCRLDefaults:
     num_factors: int | None = None
     """``None``: as many factors as features (``num_factors = feature_dim``)."""
     hidden_dim: int = 64
-    lambda_orth: float = 1e-3
+    lambda_orth: float = 0.0
     lambda_gate: float = 0.1
     lambda_inv: float = 1.0
     invariance: Invariance = "vrex"

@@ -229,8 +229,15 @@ class MetaCRLModule(nn.Module):
 
     # ------------------------------------------------------------------ losses
     def disentanglement_loss(self, gates: Tensor) -> Tensor:
-        """Return ``L_dis = lambda_orth * orthogonality(Xi) + lambda_gate * gate_loss(gates)``."""
-        return self.lambda_orth * orthogonality_loss(self.xi) + self.lambda_gate * gate_loss(gates)
+        """Return ``L_dis = lambda_orth * orthogonality(Xi) + lambda_gate * gate_loss(gates)``.
+
+        At ``lambda_orth = 0`` (the default) the orthogonality term is not computed: it would
+        add exactly zero to the loss and to every gradient.
+        """
+        gate_term = self.lambda_gate * gate_loss(gates)
+        if self.lambda_orth == 0:
+            return gate_term
+        return self.lambda_orth * orthogonality_loss(self.xi) + gate_term
 
     def invariance_penalty(self, losses: Sequence[Tensor], outputs: Sequence[Tensor]) -> Tensor:
         """Return the configured invariance penalty (IRMv1 or V-REx) over tasks."""
