@@ -59,15 +59,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "maml-rho0": {"rho": 0.0},
     "capacity": {"linear_map": True},
     "metacrl-rho0": {"rho": 0.0},
-    "metacrl": {},  # metacrl train's defaults
-    "no-causal-step": {"crl_steps": 0},
-    "xi_lr-0.04": {"xi_lr": 0.04},
-    "orthonormal": {"basis": "orthonormal"},
-    "orthonormal+gr_lr-0.4": {"basis": "orthonormal", "gr_lr": 0.4},
-    "lambda_orth-0": {"lambda_orth": 0.0},
+    "metacrl": {},  # metacrl train's defaults (lambda_orth 0)
     "lambda_orth-1e-4": {"lambda_orth": 1e-4},
+    "lambda_orth-1e-3": {"lambda_orth": 1e-3},
+    # one change each to MetaCRL with the orthogonality term on (lambda_orth 1e-3)
+    "no-causal-step": {"lambda_orth": 1e-3, "crl_steps": 0},
+    "xi_lr-0.04": {"lambda_orth": 1e-3, "xi_lr": 0.04},
+    "orthonormal": {"lambda_orth": 1e-3, "basis": "orthonormal"},
+    "orthonormal+gr_lr-0.4": {"lambda_orth": 1e-3, "basis": "orthonormal", "gr_lr": 0.4},
     "orthonormal+gr_lr-0.4+lambda_gate-1": {
-        "basis": "orthonormal", "gr_lr": 0.4, "lambda_gate": 1.0,
+        "lambda_orth": 1e-3, "basis": "orthonormal", "gr_lr": 0.4, "lambda_gate": 1.0,
     },
 }  # fmt: skip
 
@@ -75,13 +76,39 @@ VARIANTS: dict[str, dict[str, Any]] = {
 BASE_VARIANTS = ("maml", "maml-rho0", "capacity")  # the variants without MetaCRL
 
 
-def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:
-    from metacrl.cli.build import build_trainer
+def config_of(setting: str, variant: str, seed: int) -> Any:
+    """The ``TrainConfig`` of one run, as ``run`` trains it today."""
     from metacrl.cli.config import TrainConfig
 
-    cfg = TrainConfig(
+    return TrainConfig(
         **SETTINGS[setting], val_every=100, val_tasks=300, seed=seed, **VARIANTS[variant]
     ).resolved()
+
+
+# Configuration keys that may differ between machines or record where a run was stored.
+MACHINE_KEYS = frozenset({"data_root", "out", "device", "threads", "progress"})
+
+
+def stale_keys(record: dict[str, Any]) -> list[str]:
+    """The settings in which a stored run differs from what ``run`` would train today.
+
+    Keys an older record does not have (settings added since) are not compared; the report
+    refuses to table a run with any difference, so no row outlives a change of defaults.
+    """
+    from metacrl.regularizer import DEFAULTS
+
+    now = config_of(record["setting"], record["variant"], record["seed"]).as_dict()
+    stored = record["config"]
+    ignored = set(MACHINE_KEYS)
+    if record["variant"] in BASE_VARIANTS:  # no MetaCRL: its settings play no part
+        ignored |= set(DEFAULTS.as_dict()) | {"gates"}
+    return sorted(k for k in now if k in stored and k not in ignored and now[k] != stored[k])
+
+
+def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:
+    from metacrl.cli.build import build_trainer
+
+    cfg = config_of(setting, variant, seed)
     folder = Path("runs/diagnose") / setting / f"{variant}-s{seed}"
     trainer = build_trainer(cfg, variant not in BASE_VARIANTS, folder, progress=False)
     start = time.perf_counter()
@@ -190,6 +217,11 @@ def load_runs(setting: str, folder: Path = RESULTS) -> dict[str, dict[int, dict[
     runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for path in sorted((folder / setting).glob("*.json")):
         r = json.loads(path.read_text())
+        if "config" in r and (keys := stale_keys(r)):
+            raise SystemExit(
+                f"{path} was trained with other settings than {r['variant']!r} has today "
+                f"({', '.join(keys)}): delete it and run it again"
+            )
         runs[r["variant"]][r["seed"]] = r
     return runs
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "loader_speed.py"  # test_loader_speed_script_runs
 
@@ -166,3 +168,30 @@ def test_diagnose_report_tables_the_committed_runs():
     conflict = sorted(p.name for p in (BENCHMARKS / "results" / "conflict").glob("*") if p.is_dir())
     for setting in conflict:  # the drop from neutral to conflict test tasks, where measured
         assert f"#### {setting}: neutral and conflict test tasks" in out
+
+
+def test_diagnose_refuses_a_run_trained_with_other_settings_than_its_variant(tmp_path):
+    import json
+
+    import diagnose
+
+    record = {"setting": "shapes", "variant": "metacrl", "seed": 1, "best_val": 0.5}
+    record["config"] = diagnose.config_of("shapes", "metacrl", 1).as_dict()
+    (tmp_path / "shapes").mkdir()
+    path = tmp_path / "shapes" / "metacrl-s1.json"
+    path.write_text(json.dumps(record))
+    assert (
+        diagnose.load_runs("shapes", tmp_path)["metacrl"][1]["best_val"] == 0.5
+    )  # as trained today
+    # settings of another machine do not matter; a base learner ignores the MetaCRL settings
+    record["config"]["data_root"] = "/elsewhere"
+    path.write_text(json.dumps(record))
+    assert diagnose.load_runs("shapes", tmp_path)["metacrl"][1]["best_val"] == 0.5
+    base = {**record, "variant": "maml", "config": {**record["config"], "lambda_orth": 0.5}}
+    (tmp_path / "shapes" / "maml-s1.json").write_text(json.dumps(base))
+    assert set(diagnose.load_runs("shapes", tmp_path)) == {"metacrl", "maml"}
+    # a MetaCRL run trained before a default changed is stale
+    record["config"]["lambda_orth"] = 0.5
+    path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"metacrl-s1\.json .*\(lambda_orth\)"):
+        diagnose.load_runs("shapes", tmp_path)
