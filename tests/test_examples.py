@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     [
         ("quickstart.py", ["--iterations", "3", "--test-tasks", "8"], "MAML + MetaCRL"),
         ("higher_loop.py", ["--iterations", "2"], "query accuracy"),
+        ("higher_maml.py", ["--iterations", "2", "--test-tasks", "4"], "| + MetaCRL |"),
     ],
 )
 def test_example_runs(script, args, expect):

@@ -336,3 +336,21 @@ def test_wrapped_model_called_without_task(user_loop):
         r"net\(x, task=reg\.task\(support_features\)\)",
     ):
         net(batch[0][0])
+
+
+def test_a_task_opened_at_meta_test_without_track_false_is_named_in_the_next_penalty(user_loop):
+    model, reg, net, batch = user_loop
+    x_spt = batch[0]
+    reg.task(model.features(x_spt[0]).detach())  # meta-test, track=False forgotten
+    losses = [_query_loss(model, reg, net, batch, t) for t in range(2)]
+    with pytest.raises(ValueError, match=r"3 tasks were opened .*track=False \(meta-test\)"):
+        reg.penalty(losses)
+
+
+def test_a_whole_meta_batch_opened_as_one_task_is_named_in_the_penalty(user_loop):
+    model, reg, net, batch = user_loop
+    x_spt = batch[0]
+    reg.task(model.features(x_spt.flatten(0, 1)))  # [T * n, d]: one set of gates for all
+    losses = [torch.tensor(1.0, requires_grad=True)] * 2
+    with pytest.raises(ValueError, match=r"not a whole meta-batch's features"):
+        reg.penalty(losses)

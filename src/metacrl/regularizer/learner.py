@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from metacrl.errors import NonFiniteLossError
 from metacrl.learners import (
     EvalOutput,
     Learner,
@@ -18,9 +16,10 @@ from metacrl.learners import (
     TaskFeatures,
 )
 from metacrl.learners.losses import TaskLoss
-from metacrl.regularizer.causal_step import causal_step
 from metacrl.regularizer.factors import TaskFactors
 from metacrl.regularizer.module import MetaCRLModule
+from metacrl.regularizer.replay import Replay
+from metacrl.regularizer.upper_level import UpperLevel
 from metacrl.typing import Predictor, TaskGather
 
 __all__ = ["MetaCRLLearner"]
@@ -52,6 +51,8 @@ class MetaCRLLearner(Learner):
     of one process given the whole meta-batch.
 
     Attributes:
+        replay: The earlier meta-batches used as extra environments
+            (:class:`~metacrl.regularizer.Replay`).
         task_gather: ``None`` (one process, the default), or a :data:`TaskGather` that
             concatenates per-task tensors of all processes.
 
@@ -79,7 +80,7 @@ class MetaCRLLearner(Learner):
         self.regularizer = regularizer
         # earlier meta-batches: their environments (features as computed then), or the batches
         # themselves when the regularizer refreshes their features every step
-        self._replay: deque[list[TaskFeatures] | MetaBatch] = deque(maxlen=regularizer.replay)
+        self.replay = Replay(regularizer.replay)
         self.task_gather: TaskGather | None = None
 
     @property
@@ -116,31 +117,17 @@ class MetaCRLLearner(Learner):
 
     def _upper_level(self, batch: MetaBatch, current: list[TaskFeatures]) -> MetaStepOutput:
         reg, base = self.regularizer, self.learner
-        joint = reg.mode == "joint"
         # replayed batches were checked when they were current
         loss_fn = base.task_loss.checked(batch.num_labels)
         if self.task_gather is not None:  # data-parallel: the whole meta-batch's environments
             current, num_labels = self._gather_environments(current, batch.num_labels)
             loss_fn = base.task_loss.checked(num_labels)
-        envs = current + self.replayed_environments()
-        metrics: dict[str, float] = {}
-        if not joint:
-            terms = causal_step(reg, envs, base.head_task, loss_fn)
-            metrics.update(terms.metrics())
-        out = base.meta_step_on(batch, lambda: TaskFactors(reg, frozen=not joint))
-        if joint:
-            terms = reg.causal_objective(envs, base.head_task, loss_fn)
-            out.loss = out.loss + reg.lambda_inv * terms.invariance + terms.disentanglement
-            metrics.update(terms.metrics())
-            if not bool(torch.isfinite(out.loss)):
-                parts = ", ".join(f"{k[4:]} {v}" for k, v in terms.metrics().items())
-                raise NonFiniteLossError(
-                    f"the joint MetaCRL loss is {float(out.loss.detach())} ({parts}); lower "
-                    "lambda_inv or the meta learning rate"
-                )
+        upper = UpperLevel(reg, current + self.replayed_environments(), base.head_task, loss_fn)
+        out = base.meta_step_on(batch, lambda: TaskFactors(reg, frozen=upper.frozen))
+        out.loss = upper.outer_loss(out.loss)
         if reg.replay > 0:
-            self._replay.append(self._gather_batch(batch) if reg.refresh_replay else current)
-        out.metrics.update(metrics)
+            self.replay.remember(self._gather_batch(batch) if reg.refresh_replay else current)
+        out.metrics.update(upper.metrics)
         return out
 
     def evaluate(
@@ -224,12 +211,7 @@ class MetaCRLLearner(Learner):
             The tasks' features: as computed when their batch was current, or recomputed now
             with the current backbone (``refresh_replay=True``).
         """
-        envs: list[TaskFeatures] = []
-        for earlier in self._replay:
-            envs.extend(
-                self.learner.task_features(earlier) if isinstance(earlier, MetaBatch) else earlier
-            )
-        return envs
+        return self.replay.environments(self.learner.task_features)
 
     def get_extra_state(self) -> dict[str, Any]:
         """Save the replayed meta-batches (or their environments) with the parameters.
@@ -242,20 +224,7 @@ class MetaCRLLearner(Learner):
             ``("batch", (x_spt, y_spt, x_qry, y_qry, num_labels))`` with
             ``refresh_replay=True``.
         """
-        entries: list[tuple[str, Any]] = []
-        for item in self._replay:
-            if isinstance(item, MetaBatch):
-                entries.append(
-                    ("batch", (item.x_spt, item.y_spt, item.x_qry, item.y_qry, item.num_labels))
-                )
-            else:
-                entries.append(
-                    (
-                        "environments",
-                        [(e.support_features, e.y_spt, e.query_features, e.y_qry) for e in item],
-                    )
-                )
-        return {"replay": entries}
+        return {"replay": self.replay.state()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore the replayed meta-batches.
@@ -267,9 +236,4 @@ class MetaCRLLearner(Learner):
             state: What :meth:`get_extra_state` returned (a missing ``"replay"`` key restores
                 an empty replay).
         """
-        self._replay.clear()
-        for kind, value in state.get("replay", []):
-            if kind == "batch":
-                self._replay.append(MetaBatch(*value))
-            else:
-                self._replay.append([TaskFeatures(*env) for env in value])
+        self.replay.load(state.get("replay", []))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast, overload
+from typing import TypedDict, Unpack, cast, overload
 
 from torch import Tensor, nn
 
@@ -16,9 +16,17 @@ from metacrl.regularizer.gated import GatedModel
 from metacrl.regularizer.learner import MetaCRLLearner
 from metacrl.regularizer.module import MetaCRLModule
 from metacrl.regularizer.user_loop import OpenTasks
-from metacrl.typing import HeadTask, LossFn
+from metacrl.typing import HeadTask, LossFn, LossName
 
-__all__ = ["MetaCRLRegularizer"]
+__all__ = ["LoopSettings", "MetaCRLRegularizer"]
+
+
+class LoopSettings(TypedDict, total=False):
+    """How the causal step solves a user loop's tasks (:class:`~metacrl.GatedModel`)."""
+
+    head_lr: float
+    head_steps: int
+    loss: LossName
 
 
 class MetaCRLRegularizer(MetaCRLModule):
@@ -170,9 +178,11 @@ class MetaCRLRegularizer(MetaCRLModule):
     def wrap(self, target: PluggableLearner) -> MetaCRLLearner: ...
 
     @overload
-    def wrap(self, target: nn.Module) -> GatedModel: ...
+    def wrap(self, target: nn.Module, **loop: Unpack[LoopSettings]) -> GatedModel: ...
 
-    def wrap(self, target: PluggableLearner | nn.Module) -> MetaCRLLearner | GatedModel:
+    def wrap(
+        self, target: PluggableLearner | nn.Module, **loop: Unpack[LoopSettings]
+    ) -> MetaCRLLearner | GatedModel:
         """Add MetaCRL to a learner or to a plain model.
 
         Args:
@@ -183,12 +193,16 @@ class MetaCRLRegularizer(MetaCRLModule):
                 Or a model with ``features``/``head``/``feature_dim``: returns a
                 :class:`~metacrl.GatedModel` for a user's own ``higher`` or
                 ``torch.func`` loop, whose ``parameters()`` include ``Xi`` and ``f_gr``.
+            **loop: For a model only: ``head_lr``, ``head_steps`` and ``loss`` of
+                :class:`~metacrl.GatedModel` (how the causal step solves your loop's tasks).
 
         Returns:
             The wrapped learner or module.
 
         Raises:
-            TypeError: For anything else, or a learner that is already wrapped.
+            TypeError: For anything else, a learner that is already wrapped, or loop
+                settings given with a learner (its own inner loop solves the causal step's
+                tasks).
             ValueError: If the model's ``feature_dim`` differs from this regularizer's.
         """
         if isinstance(target, MetaCRLLearner | GatedModel):
@@ -206,8 +220,14 @@ class MetaCRLRegularizer(MetaCRLModule):
             self._check_head_takes_factors(cast(nn.Module, model.head))
         self.to(next(iter(model.parameters()), self.xi))
         if learner is not None:
+            if loop:
+                raise TypeError(
+                    f"{', '.join(sorted(loop))}: settings of a user loop's head solver; a "
+                    f"{type(learner).__name__} solves the causal step's tasks with its own "
+                    "inner loop"
+                )
             return MetaCRLLearner(learner, self)
-        return GatedModel(model, regularizer=self)
+        return GatedModel(model, regularizer=self, **loop)
 
     def _check_head_takes_factors(self, head: nn.Module) -> None:
         first = next((m for m in head.modules() if isinstance(m, nn.Linear)), None)

@@ -104,7 +104,10 @@ class OpenTasks:
         if len(losses) != len(tasks):
             raise ValueError(
                 f"reg.penalty got {len(losses)} query losses but {len(tasks)} tasks were opened "
-                "with reg.task since the last penalty"
+                "with reg.task since the last penalty: open one task per support set "
+                "([n_support, feature_dim], not a whole meta-batch's features), open tasks "
+                "outside training with track=False (meta-test), and call reg.reset_tasks() "
+                "after an abandoned meta-batch"
             )
         gates = torch.stack([t.gates for t in tasks])
         outputs: list[Tensor] = []
