@@ -285,7 +285,7 @@ def test_penalty_irm_without_query_outputs(user_loop):
     with pytest.raises(
         ValueError, match=r"IRM penalty needs each task's query outputs: tasks \[0, 1\]"
     ):
-        reg.penalty([torch.tensor(1.0), torch.tensor(2.0)])
+        reg.penalty([torch.tensor(v, requires_grad=True) for v in (1.0, 2.0)])
 
 
 def test_penalty_irm_with_other_number_of_outputs(user_loop):
@@ -353,4 +353,11 @@ def test_a_whole_meta_batch_opened_as_one_task_is_named_in_the_penalty(user_loop
     reg.task(model.features(x_spt.flatten(0, 1)))  # [T * n, d]: one set of gates for all
     losses = [torch.tensor(1.0, requires_grad=True)] * 2
     with pytest.raises(ValueError, match=r"not a whole meta-batch's features"):
+        reg.penalty(losses)
+
+
+def test_penalty_of_detached_losses_names_the_fix(user_loop):
+    model, reg, net, batch = user_loop
+    losses = [_query_loss(model, reg, net, batch, t).detach() for t in range(2)]
+    with pytest.raises(ValueError, match=r"with their graph .*\.detach\(\)"):
         reg.penalty(losses)

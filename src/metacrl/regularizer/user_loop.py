@@ -26,7 +26,8 @@ class OpenTasks:
         >>> reg = MetaCRLRegularizer(feature_dim=8, num_factors=4, invariance="vrex")
         >>> tasks = OpenTasks(reg)
         >>> _ = [tasks.open(torch.randn(5, 8)) for _ in range(2)]
-        >>> tasks.penalty([torch.tensor(1.0), torch.tensor(2.0)]).dim(), len(tasks)
+        >>> losses = [torch.tensor(v, requires_grad=True) for v in (1.0, 2.0)]
+        >>> tasks.penalty(losses).dim(), len(tasks)
         (0, 0)
     """
 
@@ -88,8 +89,8 @@ class OpenTasks:
             The scalar penalty.
 
         Raises:
-            ValueError: If no task is open, the counts differ, the losses are not per task, or
-                the IRM penalty lacks a task's outputs.
+            ValueError: If no task is open, the counts differ, the losses are not per task or
+                have no graph, or the IRM penalty lacks a task's outputs.
         """
         if isinstance(task_query_losses, Tensor) and task_query_losses.dim() != 1:
             raise ValueError(
@@ -108,6 +109,13 @@ class OpenTasks:
                 "([n_support, feature_dim], not a whole meta-batch's features), open tasks "
                 "outside training with track=False (meta-test), and call reg.reset_tasks() "
                 "after an abandoned meta-batch"
+            )
+        if torch.is_grad_enabled() and not all(
+            isinstance(loss, Tensor) and loss.requires_grad for loss in losses
+        ):
+            raise ValueError(
+                "reg.penalty needs the query losses with their graph (made under "
+                "torch.no_grad(), or .detach()/.item() taken?): pass the losses themselves"
             )
         gates = torch.stack([t.gates for t in tasks])
         outputs: list[Tensor] = []
