@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from checkpoints import load_learner, score_test_tasks
+from run_config import differing_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "diagnose"
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, two-sided 95%, by degrees of freedom
@@ -85,24 +86,11 @@ def config_of(setting: str, variant: str, seed: int) -> Any:
     ).resolved()
 
 
-# Configuration keys that may differ between machines or record where a run was stored.
-MACHINE_KEYS = frozenset({"data_root", "out", "device", "threads", "progress"})
-
-
 def stale_keys(record: dict[str, Any]) -> list[str]:
-    """The settings in which a stored run differs from what ``run`` would train today.
-
-    Keys an older record does not have (settings added since) are not compared; the report
-    refuses to table a run with any difference, so no row outlives a change of defaults.
-    """
-    from metacrl.regularizer import DEFAULTS
-
+    """The settings in which a stored run differs from what ``run`` would train today."""
     now = config_of(record["setting"], record["variant"], record["seed"]).as_dict()
-    stored = record["config"]
-    ignored = set(MACHINE_KEYS)
-    if record["variant"] in BASE_VARIANTS:  # no MetaCRL: its settings play no part
-        ignored |= set(DEFAULTS.as_dict()) | {"gates"}
-    return sorted(k for k in now if k in stored and k not in ignored and now[k] != stored[k])
+    metacrl = record["variant"] not in BASE_VARIANTS
+    return differing_settings(now, record["config"], metacrl=metacrl)
 
 
 def run_one(setting: str, variant: str, seed: int) -> dict[str, Any]:

@@ -195,3 +195,23 @@ def test_diagnose_refuses_a_run_trained_with_other_settings_than_its_variant(tmp
     path.write_text(json.dumps(record))
     with pytest.raises(SystemExit, match=r"metacrl-s1\.json .*\(lambda_orth\)"):
         diagnose.load_runs("shapes", tmp_path)
+
+
+def test_evidence_refuses_a_run_its_suite_no_longer_trains(tmp_path, monkeypatch):
+    import json
+
+    evidence = _evidence()
+    monkeypatch.setattr(evidence, "chosen", lambda: "alt-vrex1")
+    run = next(r for r in evidence.suite_runs("grid", ("metacrl",)) if r.seed == 2)
+    record = {"name": run.name, "seed": 2, "config": evidence.config_of(run).as_dict()}
+    (tmp_path / "grid").mkdir()
+    path = tmp_path / "grid" / f"{run.id}.json"
+    path.write_text(json.dumps(record))
+    assert evidence.load("grid", tmp_path)[run.name][0]["seed"] == 2
+    record["config"]["lambda_orth"] = 0.5  # trained before a default changed
+    path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"other settings .*\(lambda_orth\)"):
+        evidence.load("grid", tmp_path)
+    path.write_text(json.dumps({**record, "name": "shapes-1shot-maml-unknown"}))
+    with pytest.raises(SystemExit, match=r"no run of the grid suite"):
+        evidence.load("grid", tmp_path)
