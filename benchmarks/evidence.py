@@ -227,6 +227,8 @@ def execute(run: Run) -> dict[str, Any]:
         result = trainer.test().as_dict()  # leaves the best checkpoint in trainer.learner
         if cfg.dataset == "confounded-shapes":
             result["conflict"] = score_test_tasks(cfg, trainer.learner, "conflict")
+    curve = [r for r in trainer.log.read() if r["kind"] == "val"]  # the learning curve
+    result["curve"] = [[r["iteration"], r.get("accuracy", r.get("mse"))] for r in curve]
     return {
         "suite": run.suite,
         "name": run.name,
@@ -241,14 +243,18 @@ def execute(run: Run) -> dict[str, Any]:
 
 
 def command_run(args: argparse.Namespace) -> None:
+    run_missing(args.suite, suite_runs(args.suite, tuple(args.arms)), args)
+
+
+def run_missing(suite: str, runs: list[Run], args: argparse.Namespace) -> None:
+    """Run the runs without a result file, this process's share (``--part``, ``--match``)."""
     torch.set_num_threads(args.threads)
-    runs = suite_runs(args.suite, tuple(args.arms))
     index, parts = (int(x) for x in args.part.split("/"))
     if args.match:
         runs = [r for r in runs if re.search(args.match, r.id)]
     missing = [r for r in runs if not r.path.exists()]  # split what is left, evenly
     todo = [r for i, r in enumerate(missing) if i % parts == index - 1]
-    print(f"{args.suite}: {len(todo)} runs here, {len(missing)} of {len(runs)} missing", flush=True)
+    print(f"{suite}: {len(todo)} runs here, {len(missing)} of {len(runs)} missing", flush=True)
     for i, run in enumerate(todo, 1):
         start = time.perf_counter()
         record = execute(run)

@@ -215,3 +215,45 @@ def test_evidence_refuses_a_run_its_suite_no_longer_trains(tmp_path, monkeypatch
     path.write_text(json.dumps({**record, "name": "shapes-1shot-maml-unknown"}))
     with pytest.raises(SystemExit, match=r"no run of the grid suite"):
         evidence.load("grid", tmp_path)
+
+
+def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
+    import json
+
+    import longer
+
+    import evidence
+
+    monkeypatch.setattr(longer, "chosen", lambda: "alt-vrex1")
+    (tmp_path / "long").mkdir()
+    # base learns to 0.80 by iteration 2000; MetaCRL passes that at 300; 0.01 more per seed
+    slopes = {"base": 0.0003, "metacrl": 0.002, "oracle": 0.003}
+    for run in longer.suite_runs():
+        if not run.name.startswith("shapes-1shot-maml") or run.seed == 2:
+            continue
+        slope = slopes[run.name.rsplit("-", 1)[1]]
+        curve = [
+            [it, round(min(0.95, 0.2 + slope * it + 0.01 * run.seed), 4)]
+            for it in range(100, 2001, 100)
+        ]
+        best = max(acc for _, acc in curve)
+        record = {
+            "name": run.name, "seed": run.seed, "config": evidence.config_of(run).as_dict(),
+            "result": {
+                "test": {"accuracy": best - 0.02}, "conflict": {"accuracy": best - 0.03},
+                "best_val": best, "best_iteration": 2000, "curve": curve,
+            },
+        }  # fmt: skip
+        (tmp_path / "long" / f"{run.id}.json").write_text(json.dumps(record))
+    lines = longer.report(tmp_path)
+    row = next(line for line in lines if line.startswith("| maml | metacrl | 0, 1 |"))
+    # test: best - 0.02, so MetaCRL 93, 93 against base 78, 79: gains 15, 14
+    assert "| 14.5 ± 6.4 (2 seeds) |" in row
+    speed = next(line for line in lines if line.startswith("| maml | metacrl | 40.5 |"))
+    assert "| 300 (300, 300) |" in speed  # reaches base's best (0.80, 0.81) at 300
+    base_speed = next(line for line in lines if line.startswith("| maml | base | 23.5 |"))
+    # base's own best at 2000; 80% at 2000 in both seeds; 85% never
+    assert "| 2000 (2000, 2000) | 2000 (2000, 2000) | 0 of 2 seeds (never, never) |" in base_speed
+    assert "| protonet | base | none |" in "\n".join(lines)
+    longer.figure(tmp_path / "curves.png", tmp_path)
+    assert (tmp_path / "curves.png").stat().st_size > 0
