@@ -102,26 +102,30 @@ def arm_label(cfg: TrainConfig, metacrl: bool) -> str:
 
 
 def build_dataset(
-    cfg: TrainConfig, split: Split, tasks: int, seed: int
+    cfg: TrainConfig, split: Split, tasks: int, seed: int, *, progress: bool = True
 ) -> ConfoundedShapes | ConfoundedClipart | MiniImagenet | Sinusoid:
     """Return the task dataset of ``split`` with ``tasks`` episodes.
 
     On the confounded datasets, ``cfg.test_confounding`` makes the kind of the ``"test"``
     split's tasks (neutral or conflict); validation tasks are always neutral, so that settings
-    are chosen on neutral tasks.
+    are chosen on neutral tasks. Decoded images are cached in ``cfg.cache_dir`` (default: the
+    dataset's own place).
 
     Args:
         cfg: A resolved configuration; its dataset, task shape and confounding settings are used.
         split: ``"train"``, ``"val"`` or ``"test"`` (sinusoid has no splits and ignores it).
         tasks: The number of episodes (the dataset's ``batchsz``).
         seed: The seed of the task stream.
+        progress: Show the progress bar of building an image cache (or resizing a pickle;
+            default ``True``).
 
     Returns:
         A :class:`~metacrl.data.ConfoundedShapes`, :class:`~metacrl.data.ConfoundedClipart`,
         :class:`~metacrl.data.Sinusoid` or :class:`~metacrl.data.MiniImagenet`.
 
     Raises:
-        ConfigError: If ``cfg`` is not resolved.
+        ConfigError: If ``cfg`` is not resolved, or its miniimagenet ``data_root`` is one
+            pickle file (which would serve the training, validation and test splits alike).
 
     Example:
         >>> ds = build_dataset(TrainConfig().resolved(), "test", tasks=10, seed=0)
@@ -150,9 +154,21 @@ def build_dataset(
         )
         if cfg.dataset == "confounded-shapes":
             return ConfoundedShapes(**tasks_settings)
-        return ConfoundedClipart(**tasks_settings, root=cfg.data_root or DEFAULT_ROOT)
+        return ConfoundedClipart(
+            **tasks_settings,
+            root=cfg.data_root or DEFAULT_ROOT,
+            cache_dir=cfg.cache_dir,
+            progress=progress,
+        )
+    root = Path(_filled(cfg.data_root, "data_root"))
+    if root.is_file():
+        raise ConfigError(
+            f"--data-root {root} is one file, which would serve as the training, validation "
+            "and test split alike (training on test classes): give the folder that holds "
+            "mini-imagenet-cache-{train,validation,test}.pkl"
+        )
     return MiniImagenet(
-        _filled(cfg.data_root, "data_root"),
+        root,
         mode=split,
         n_way=cfg.ways,
         k_shot=cfg.shots,
@@ -160,6 +176,8 @@ def build_dataset(
         batchsz=tasks,
         resize=size,
         seed=seed,
+        cache_dir=cfg.cache_dir,
+        progress=progress,
     )
 
 
@@ -297,11 +315,12 @@ def build_trainer(
         metacrl: Train with MetaCRL.
         run_dir: Folder of this run.
         stop: The stop request checked after every meta-step (default: a new one, never set).
-        progress: Show a progress bar (default ``True``; only on rank 0).
+        progress: Show the progress bars of training and of building image caches (default
+            ``True``; only on rank 0).
         dist: The process group, whose device is used (default: one process on the CPU).
 
     Returns:
-        The trainer; nothing is written yet.
+        The trainer; nothing is written yet (except an image cache the data needs).
 
     Raises:
         ConfigError: If ``cfg`` is not resolved.
@@ -321,11 +340,12 @@ def build_trainer(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     learner = build_learner(cfg, model, metacrl)
+    bars = progress and (dist is None or dist.is_main)
     return Trainer(
         learner,
-        build_dataset(cfg, "train", cfg.iterations * cfg.meta_batch, cfg.seed),
-        build_dataset(cfg, "val", cfg.val_tasks, VAL_SEED),
-        build_dataset(cfg, "test", cfg.test_tasks, TEST_SEED),
+        build_dataset(cfg, "train", cfg.iterations * cfg.meta_batch, cfg.seed, progress=bars),
+        build_dataset(cfg, "val", cfg.val_tasks, VAL_SEED, progress=bars),
+        build_dataset(cfg, "test", cfg.test_tasks, TEST_SEED, progress=bars),
         train_settings(cfg, metacrl),
         run_dir,
         stop=stop,

@@ -315,6 +315,14 @@ class TrainConfig:
     )
     seed: int = _option(0, "seed of the initialisation and the training task stream", minimum=0)
     out: str = _option("runs/metacrl", "output folder", metavar="PATH")
+    cache_dir: str | None = _option(
+        None,
+        "where decoded images are cached (miniimagenet's folder format and "
+        "confounded-clipart): a folder shared between accounts, or on a faster disk",
+        default_text="DATA_ROOT/cache for miniimagenet, $XDG_CACHE_HOME/metacrl (else "
+        "~/.cache/metacrl) for confounded-clipart",
+        metavar="PATH",
+    )
 
     @property
     def metric(self) -> Metric:

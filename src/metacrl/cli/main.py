@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metacrl.cli.config import (
@@ -21,19 +19,36 @@ from metacrl.cli.config import (
     option_type,
 )
 from metacrl.cli.options import add_train_options
+from metacrl.cli.run_folder import RunFolder
 from metacrl.cli.sources import make_config
+from metacrl.errors import NonFiniteLossError
 
 if TYPE_CHECKING:
     from metacrl.distributed import DistributedContext
+    from metacrl.train import StopRequest
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 EXIT_USAGE = 2
 """Exit code for bad settings (as argparse uses for malformed options)."""
-EXIT_INTERRUPTED = 130
-"""Exit code after Ctrl-C."""
+EXIT_DIVERGED = 1
+"""Exit code when training stops on a NaN or infinite loss."""
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+"""Exit code after Ctrl-C (130)."""
+EXIT_TERMINATED = 128 + signal.SIGTERM
+"""Exit code after SIGTERM (143), e.g. from ``timeout``, Slurm or Kubernetes."""
 
-_RUN_NAMES = {False: "base", True: "metacrl"}  # the folder of each arm under --out
+
+def _signal_exit(stop: StopRequest) -> int:
+    """The exit code after a stop: 128 + the signal (Ctrl-C's 130 when none was received)."""
+    return 128 + (stop.signum if stop.signum is not None else signal.SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-tasks", type=int, metavar="N", help="test episodes (default: the run's)"
     )
     evaluate.add_argument(
-        "--inner-steps", type=int, metavar="N", help="inner steps at test time (default: the run's)"
+        "--inner-steps",
+        "--test-inner-steps",
+        dest="test_inner_steps",
+        type=int,
+        metavar="N",
+        help="inner steps at test time (default: the run's)",
     )
     evaluate.add_argument(
         "--test-confounding",
@@ -87,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the run's)",
     )
     evaluate.add_argument("--device", default="auto", help=option_help("device"))
+    evaluate.add_argument(
+        "--cache-dir", metavar="PATH", help="where decoded images are cached (default: the run's)"
+    )
     return parser
 
 
@@ -131,14 +154,20 @@ def _format_table(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
 def _command_train(options: Mapping[str, Any]) -> int:
     from metacrl.cli.build import pick_device
     from metacrl.distributed import DistributedContext, check_meta_batch, launch_info
+    from metacrl.train import StopRequest
 
     cfg = make_config(options)
     device = pick_device(cfg.device)
     with config_errors():  # under torchrun: split each meta-batch evenly, or stop before joining
         check_meta_batch(cfg.meta_batch, launch_info().world_size)
     dist = DistributedContext.from_env(device)
+    stop = StopRequest()
     try:
-        code = _train_arms(cfg, options, dist)
+        code = _train_arms(cfg, options, dist, stop)
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop at once
+        dist.close(wait=False)
+        print("metacrl: aborted", file=sys.stderr)
+        return _signal_exit(stop)
     except BaseException:
         dist.close(wait=False)
         raise
@@ -146,32 +175,39 @@ def _command_train(options: Mapping[str, Any]) -> int:
     return code
 
 
-def _train_arms(cfg: TrainConfig, options: Mapping[str, Any], dist: DistributedContext) -> int:
+def _train_arms(
+    cfg: TrainConfig, options: Mapping[str, Any], dist: DistributedContext, stop: StopRequest
+) -> int:
     from metacrl.cli.build import build_trainer
-    from metacrl.train import StopRequest, TrainingInterrupted
+    from metacrl.train import TrainingInterrupted
     from metacrl.train.plot import plot_curves
 
-    out = Path(cfg.out)
+    folder = RunFolder(cfg.out)
+    out = folder.path
     resume = bool(options.get("resume", False))
+    overwrite = bool(options.get("overwrite", False))
     arms = cfg.arms()
     # rank 0 decides (the other processes may not see its files)
-    taken = dist.broadcast(any((out / _RUN_NAMES[a] / "checkpoint.pt").exists() for a in arms))
-    if not resume and taken:
-        raise ConfigError(
-            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
-        )
+    problem = dist.broadcast(
+        folder.problem(arms, resume=resume, overwrite=overwrite) if dist.is_main else None
+    )
+    if problem is not None:
+        raise ConfigError(problem)
     # Build everything before writing anything, so that bad settings leave no files behind.
     with config_errors():  # bad data or settings, named by the error
         trainers = [
             build_trainer(
-                cfg, arm, out / _RUN_NAMES[arm], progress="no_progress" not in options, dist=dist
+                cfg, arm, folder.arm(arm), progress="no_progress" not in options, dist=dist
             )
             for arm in arms
         ]
+    if overwrite and dist.is_main:
+        removed = folder.clear()
+        if removed:
+            print(f"metacrl: --overwrite: removed {len(removed)} file(s) of {out}", file=sys.stderr)
     for trainer in trainers:
         if resume:
             trainer.resume()
-    stop = StopRequest()
     rows = []
     start = time.perf_counter()
     with stop:
@@ -187,18 +223,17 @@ def _train_arms(cfg: TrainConfig, options: Mapping[str, Any], dist: DistributedC
                         "(and the same settings)",
                         file=sys.stderr,
                     )
-                return EXIT_INTERRUPTED
+                return _signal_exit(stop)
             rows.append(trainer.test().as_dict())
     if not dist.is_main:  # rank 0 writes the table, the results and the plot
         return 0
     table = _format_table(cfg, rows)
     print("\n" + table)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({"config": cfg.as_dict(), "runs": rows}, indent=2))
+    markdown, _ = folder.write_results(table, {"config": cfg.as_dict(), "runs": rows})
     runs = {t.label: t.log.read() for t in trainers}
     if plot_curves(runs, out / "curves.png", cfg.metric):
         print(f"learning curves: {out / 'curves.png'}")
-    print(f"results: {out / 'results.md'} ({time.perf_counter() - start:.0f} s)")
+    print(f"results: {markdown} ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
@@ -218,26 +253,26 @@ def _command_eval(options: Mapping[str, Any]) -> int:
     device = pick_device(options["device"])
     ckpt = load_checkpoint(path, map_location=device)
     saved = ckpt.get("config")
-    if not isinstance(saved, dict) or not saved or "learner" not in ckpt:
+    if not isinstance(saved, dict) or not saved or "learner" not in ckpt or "metacrl" not in ckpt:
         raise CheckpointError(f"{path} holds no learner trained by metacrl train")
-    unknown = sorted(saved.keys() - config_keys())
+    unknown = sorted(str(key) for key in saved.keys() - config_keys())
     if unknown:
         raise CheckpointError(f"{path} has settings metacrl train does not know: {unknown}")
-    cfg = TrainConfig(**saved)
-    for name in ("test_tasks", "test_confounding"):  # the run's, unless given
-        if options[name] is not None:
-            cfg = dataclasses.replace(cfg, **{name: options[name]})
+    # the run's settings, with the test-time options given here; checked in one place
+    given = ("test_tasks", "test_inner_steps", "test_confounding", "cache_dir")
+    cfg = TrainConfig(**{**saved, **{k: options[k] for k in given if options[k] is not None}})
     cfg = cfg.resolved()
     metacrl = bool(ckpt["metacrl"])
-    learner = build_learner(cfg, build_model(cfg), metacrl).to(device)
+    with config_errors(f"{path}: "):  # settings the stored ones cannot build
+        learner = build_learner(cfg, build_model(cfg), metacrl).to(device)
     try:
         learner.load_state_dict(ckpt["learner"])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, KeyError, AttributeError) as err:
         raise CheckpointError(f"{path} does not fit its configuration: {err}") from err
     with config_errors():  # e.g. conflict tasks with --ways 1
         test_set = build_dataset(cfg, "test", cfg.test_tasks, TEST_SEED)
     loader = TaskLoader(test_set, batch_size=cfg.meta_batch, num_workers=cfg.workers)
-    result = evaluate_episodes(learner, loader, inner_steps=options["inner_steps"])
+    result = evaluate_episodes(learner, loader, inner_steps=cfg.test_inner_steps)
     scale, unit = _score_unit(result.metric)
     kind = "" if cfg.test_confounding == "neutral" else f" {cfg.test_confounding}"
     print(
@@ -249,17 +284,19 @@ def _command_eval(options: Mapping[str, Any]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``metacrl``; return the exit code (2 for bad settings, 130 when interrupted).
+    """Run ``metacrl``; return the exit code (2 for bad settings, 130 or 143 when stopped).
 
-    The console script calls ``sys.exit(main())``. Bad settings, a missing file or a checkpoint
-    that does not fit print one line ``metacrl: error: ...`` on stderr and return 2, before
-    anything is written.
+    The console script calls ``sys.exit(main())``. Bad settings, a missing file, an ``--out``
+    that holds another run's results or a checkpoint that does not fit print one line
+    ``metacrl: error: ...`` on stderr and return 2, before anything is written. Ctrl-C or
+    SIGTERM saves the state after the current meta-step and returns 130 or 143.
 
     Args:
         argv: The arguments after ``metacrl`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0, 2 (bad settings) or 130 (interrupted; the state is saved).
+        The exit code: 0, 1 (a loss became NaN or infinite), 2 (bad settings), 130 (Ctrl-C) or
+        143 (SIGTERM); after one Ctrl-C or SIGTERM the state is saved.
 
     Example:
         >>> main(["eval", "/nonexistent/best.pt"])    # prints the error on stderr
@@ -276,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
         print(f"metacrl: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except NonFiniteLossError as err:
+        print(f"metacrl: error: training diverged: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("metacrl: aborted", file=sys.stderr)
         return EXIT_INTERRUPTED

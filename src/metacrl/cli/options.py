@@ -60,7 +60,7 @@ class RunOption(NamedTuple):
 
     Example:
         >>> [option.flag for option in RUN_OPTIONS]
-        ['--config', '--resume', '--no-progress']
+        ['--config', '--resume', '--overwrite', '--no-progress']
     """
 
     flag: str
@@ -79,8 +79,17 @@ SECTIONS = (
 
 RUN_OPTIONS = (
     RunOption("--config", "FILE", "a TOML file of settings, whose keys are the option names"),
-    RunOption("--resume", "", "continue the run in --out where it stopped"),
-    RunOption("--no-progress", "", "hide the progress bars"),
+    RunOption(
+        "--resume",
+        "",
+        "continue the run in --out where it stopped (an --out without a checkpoint is an error)",
+    ),
+    RunOption(
+        "--overwrite",
+        "",
+        "replace the run and results that --out holds (otherwise a new run refuses such a folder)",
+    ),
+    RunOption("--no-progress", "", "hide the progress bars (training, caching, resizing)"),
 )
 """The options of the run itself, listed after the settings (in the last group)."""
 

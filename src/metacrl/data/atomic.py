@@ -1,4 +1,8 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one.
+
+Files written here get the mode a plain ``open(path, "w")`` would give them (``0o666`` less
+the process's umask), although the temporary file they start as is private (``0o600``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "fsync_directory", "remove_orphans", "write_bytes_atomic"]
+__all__ = [
+    "atomic_path",
+    "current_umask",
+    "fsync_directory",
+    "remove_orphans",
+    "write_bytes_atomic",
+]
 
 
 def fsync_directory(directory: Path) -> None:
@@ -32,6 +42,32 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def current_umask() -> int:
+    """Return the process's umask without changing it (where the system lets us read it).
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting it and setting
+    it back at once.
+
+    Returns:
+        The umask, e.g. ``0o022``.
+
+    Example:
+        >>> old = os.umask(0o027)
+        >>> oct(current_umask())
+        '0o27'
+        >>> _ = os.umask(old)
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _host() -> str:
@@ -89,9 +125,10 @@ def remove_orphans(target: Path) -> list[Path]:
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target``.
 
-    The body writes the temporary file (closing it). On a normal exit the file is fsynced and
-    moved onto ``target`` with :func:`os.replace`; on any exception (``KeyboardInterrupt``
-    included) it is deleted and ``target`` is left as it was.
+    The body writes the temporary file (closing it). On a normal exit the file gets the mode
+    that the umask gives a new file (``0o666 & ~umask``: the temporary file starts private), is
+    fsynced and moved onto ``target`` with :func:`os.replace`; on any exception
+    (``KeyboardInterrupt`` included) it is deleted and ``target`` is left as it was.
 
     Args:
         target: The final path.
@@ -112,6 +149,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -26,7 +26,7 @@ from metacrl.data.episodes import Episode, sample_episode
 from metacrl.data.image_cache import build_image_cache, load_image_cache
 from metacrl.data.image_decode import decode_image, resize_images
 from metacrl.data.miniimagenet_csv import read_split_csv
-from metacrl.data.miniimagenet_pickle import pickle_path, read_split_pickle
+from metacrl.data.miniimagenet_pickle import pickle_path, read_split_pickle, warn_if_other_split
 from metacrl.data.normalize import to_tensor
 from metacrl.data.seeding import task_rng
 from metacrl.validation import check_choice, check_index, check_int
@@ -53,7 +53,8 @@ class MiniImagenet(TaskDataset):
 
     Args:
         root: The data folder (``images/`` plus ``{mode}.csv``, or the pickles), or one
-            ``mini-imagenet-cache-*.pkl`` file (whose split is then used whatever ``mode`` says).
+            ``mini-imagenet-cache-*.pkl`` file (whose split is then used whatever ``mode`` says;
+            a ``UserWarning`` says so when its name is another split's).
         mode: ``"train"``, ``"val"`` or ``"test"`` (default: ``"train"``).
         n_way: Classes per task (default: ``5``).
         k_shot: Support images per class (default: ``1``).
@@ -139,6 +140,7 @@ class MiniImagenet(TaskDataset):
                     f"root must be a data folder or a mini-imagenet-cache-*.pkl file, got the "
                     f"file {self.root}"
                 )
+            warn_if_other_split(self.root, self.mode)
             self._init_pickle(self.root, progress)
         elif not self.root.is_dir():
             raise FileNotFoundError(f"miniImageNet root folder not found: {self.root}")

@@ -2,8 +2,10 @@
 
 Each process takes an equal, contiguous share of every meta-batch's tasks, runs their inner
 loops, and the meta-gradients are averaged once per meta-batch; MetaCRL's causal step sees the
-environments of the whole meta-batch on every process. Launch ``metacrl train`` with
-``torchrun``; see the *Multi-GPU and multi-node* page of the documentation.
+environments of the whole meta-batch on every process. The updates equal one process's up to
+rounding: in float64 the runs stay equal, in float32 the rounding differences grow over the
+iterations and the runs drift apart. Launch ``metacrl train`` with ``torchrun``; see the
+*Multi-GPU and multi-node* page of the documentation.
 """
 
 from metacrl.distributed.collectives import (

@@ -10,7 +10,8 @@ def check_meta_batch(meta_batch: int, world_size: int) -> int:
 
     Equal shares are what makes ``N`` processes with ``meta_batch / N`` tasks each give the
     same meta-gradient as one process with ``meta_batch`` tasks (the mean of equal-size means
-    is the mean).
+    is the mean), up to rounding: equal in float64, while in float32 the differences grow over
+    the iterations of a run.
 
     Args:
         meta_batch: The global meta-batch ``B`` (``--meta-batch``).

@@ -6,19 +6,22 @@
 
 from metacrl.train.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from metacrl.train.evaluate import Evaluation, evaluate_episodes
-from metacrl.train.interrupt import StopRequest, TrainingInterrupted
-from metacrl.train.metrics import MetricsLog
+from metacrl.train.interrupt import STOP_SIGNALS, StopRequest, TrainingInterrupted
+from metacrl.train.metrics import LogTrim, MetricsLog, TornRecordWarning
 from metacrl.train.result import ArmResult
 from metacrl.train.settings import RESUMABLE_KEYS, TrainSettings, config_mismatch
 from metacrl.train.trainer import Trainer
 
 __all__ = [
     "RESUMABLE_KEYS",
+    "STOP_SIGNALS",
     "ArmResult",
     "CheckpointError",
     "Evaluation",
+    "LogTrim",
     "MetricsLog",
     "StopRequest",
+    "TornRecordWarning",
     "TrainSettings",
     "Trainer",
     "TrainingInterrupted",

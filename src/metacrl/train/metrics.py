@@ -3,20 +3,53 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["MetricsLog"]
+from metacrl.data.atomic import write_bytes_atomic
+
+__all__ = ["LogTrim", "MetricsLog", "TornRecordWarning"]
+
+
+class TornRecordWarning(UserWarning):
+    """A line of a metrics log is not a whole record (a write interrupted by a crash or kill).
+
+    :meth:`MetricsLog.read` skips such lines and warns with this category, naming the file and
+    the lines.
+
+    Example:
+        >>> issubclass(TornRecordWarning, UserWarning)
+        True
+    """
+
+
+class LogTrim(NamedTuple):
+    """What :meth:`MetricsLog.truncate` removed.
+
+    Attributes:
+        records: Whole records after the kept iteration.
+        torn: Lines that were not whole records (interrupted writes), by line number.
+
+    Example:
+        >>> LogTrim(3, [7])
+        LogTrim(records=3, torn=[7])
+    """
+
+    records: int
+    torn: list[int]
 
 
 class MetricsLog:
     """An append-only JSONL log of training and validation records.
 
     Each record has ``kind`` (``"train"`` or ``"val"``) and ``iteration``. Records are flushed as
-    they are written, so an interrupted run keeps them; on resume, records after the
-    checkpoint's iteration are dropped (:meth:`truncate`), so the log matches the state.
+    they are written, so an interrupted run keeps them; a run that starts or resumes cuts the
+    log back to its own iteration first (:meth:`truncate`), so the log always matches the state
+    and never mixes in the records of a run that died. A line torn by a crash is skipped and
+    reported (:class:`TornRecordWarning`); it never hides the records after it.
 
     Args:
         path: The ``.jsonl`` file (created, with its folder, by the first :meth:`append`).
@@ -29,18 +62,42 @@ class MetricsLog:
         ...         log.append({"kind": "train", "iteration": it, "query_loss": 1.0 / it})
         ...     log.truncate(2)                       # resuming from iteration 2
         ...     [r["iteration"] for r in log.read()]
+        LogTrim(records=1, torn=[])
         [1, 2]
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    def _scan(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """The whole records, and the numbers of the lines that are not whole records."""
+        if not self.path.exists():
+            return [], []
+        records: list[dict[str, Any]] = []
+        torn: list[int] = []
+        text = self.path.read_bytes().decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                torn.append(number)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                torn.append(number)
+        return records, torn
+
     def read(self) -> list[dict[str, Any]]:
-        """All records, in order (an unfinished last line is ignored).
+        """All whole records, in order; a torn line is skipped and reported.
 
         Returns:
-            The records as dictionaries; an empty list if the file does not exist yet. Reading
-            stops at the first line that is not valid JSON (an interrupted write).
+            The records as dictionaries; an empty list if the file does not exist yet. A line
+            that is not a whole JSON record (a write cut short by a crash) is left out with a
+            :class:`TornRecordWarning` that names the file and the line; the records after it
+            are still read.
 
         Example:
             >>> import tempfile
@@ -53,18 +110,21 @@ class MetricsLog:
             [{'kind': 'val', 'iteration': 5, 'accuracy': 0.5}]
             >>> tmp.cleanup()
         """
-        if not self.path.exists():
-            return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+        records, torn = self._scan()
+        if torn:
+            warnings.warn(
+                f"{self.path}: skipped line(s) {', '.join(map(str, torn))}, which are not whole "
+                "records (a write interrupted by a crash)",
+                TornRecordWarning,
+                stacklevel=2,
+            )
         return records
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record and flush it to disk.
+
+        A file that does not end with a newline (a torn last line) gets one first, so the new
+        record is never glued to it.
 
         Args:
             record: A JSON-serialisable dictionary, usually with ``kind`` and ``iteration``.
@@ -81,19 +141,28 @@ class MetricsLog:
             ['{"kind": "train", "iteration": 1, "query_loss": 0.25}']
             >>> tmp.cleanup()
         """
+        line = json.dumps(record) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        with self.path.open("ab+") as handle:
+            if handle.tell() > 0:
+                handle.seek(-1, io.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))
             handle.flush()
 
-    def truncate(self, iteration: int) -> None:
-        """Keep only the records of iterations up to ``iteration`` (atomically).
+    def truncate(self, iteration: int) -> LogTrim:
+        """Keep only the whole records of iterations up to ``iteration`` (atomically).
 
-        Records without an ``iteration`` count as iteration 0 and are kept. The file is
-        created (empty) if it does not exist.
+        Records without an ``iteration`` count as iteration 0 and are kept; torn lines are
+        dropped. The file is created (empty) if it does not exist. A run starting afresh
+        truncates to 0, which empties a log left by a run that died before its first checkpoint.
 
         Args:
-            iteration: The last iteration to keep (the checkpoint's, on resume).
+            iteration: The last iteration to keep (the checkpoint's, on resume; 0 for a new run).
+
+        Returns:
+            What was removed: the number of records, and the torn lines.
 
         Example:
             >>> import tempfile
@@ -102,17 +171,19 @@ class MetricsLog:
             >>> for it in (1, 2, 3):
             ...     log.append({"kind": "train", "iteration": it})
             >>> log.truncate(1)
+            LogTrim(records=2, torn=[])
             >>> log.read()
             [{'kind': 'train', 'iteration': 1}]
             >>> tmp.cleanup()
         """
-        kept = [r for r in self.read() if int(r.get("iteration", 0)) <= iteration]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        records, torn = self._scan()
+        kept = [r for r in records if int(r.get("iteration", 0)) <= iteration]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        return LogTrim(len(records) - len(kept), torn)
 
     def write_csv(self, path: str | Path) -> None:
-        """Write the records as CSV (one column per key seen).
+        """Write the records as CSV (one column per key seen), atomically.
 
         Args:
             path: The ``.csv`` file to write (replaced).
@@ -134,7 +205,8 @@ class MetricsLog:
         columns: list[str] = []
         for record in records:
             columns += [k for k in record if k not in columns]
-        with Path(path).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(records)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(records)
+        write_bytes_atomic(Path(path), text.getvalue().encode("utf-8"))

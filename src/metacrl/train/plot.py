@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from metacrl.data.atomic import atomic_path
+
 __all__ = ["plot_curves"]
 
 
@@ -26,7 +28,7 @@ def plot_curves(
 
     Args:
         runs: Run name → metrics records (as in :class:`~metacrl.train.metrics.MetricsLog`).
-        path: The PNG to write.
+        path: The PNG to write (replaced atomically).
         score: ``"accuracy"`` or ``"mse"``.
 
     Returns:
@@ -64,8 +66,12 @@ def plot_curves(
     ax_val.set(xlabel="meta-iteration", ylabel=score, title="validation")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a run that never validated has no val curve
+            ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return True

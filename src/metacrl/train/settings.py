@@ -14,10 +14,11 @@ Metric = Literal["accuracy", "mse"]
 """The validation and test score: accuracy (higher is better) or MSE (lower is better)."""
 
 RESUMABLE_KEYS = frozenset(
-    {"device", "workers", "out", "iterations", "test_tasks", "test_confounding"}
+    {"device", "workers", "out", "cache_dir", "iterations", "test_tasks", "test_confounding"}
 )
 """Keys of :attr:`TrainSettings.config` that may differ between a checkpoint and the run
-that resumes it (the machine, the length of training and the test-only settings)."""
+that resumes it (the machine and its folders, the length of training and the test-only
+settings)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ class TrainSettings:
 def config_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Return the settings that differ between a checkpoint and the current run.
 
-    Settings in :data:`RESUMABLE_KEYS` (device, workers, out, iterations, test_tasks,
-    test_confounding) may differ and are not reported.
+    Settings in :data:`RESUMABLE_KEYS` (device, workers, out, cache_dir, iterations,
+    test_tasks, test_confounding) may differ and are not reported.
 
     Args:
         saved: The checkpoint's ``config``.

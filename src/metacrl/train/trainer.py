@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 from metacrl.data import TaskDataset, TaskLoader
+from metacrl.data.atomic import write_bytes_atomic
 from metacrl.distributed.context import DistributedContext
 from metacrl.distributed.evaluation import gather_episodes
 from metacrl.distributed.sharding import check_meta_batch
@@ -50,13 +52,19 @@ def _to_device(obj: Any, device: torch.device) -> Any:
 class Trainer:
     """Meta-trains one learner on its task datasets, in ``run_dir``.
 
-    Files: ``checkpoint.pt`` (latest state, written atomically every ``val_every`` iterations,
-    at the end and on Ctrl-C), ``best.pt`` (best validation score), ``metrics.jsonl`` and
-    ``metrics.csv``, ``config.json`` and ``result.json``. A resumed run continues from
-    ``checkpoint.pt`` with the same task stream and random state, so it ends exactly where an
-    uninterrupted run would. Each meta-iteration is one :func:`~metacrl.learners.fit.train_step`
-    (the step of :meth:`Learner.fit <metacrl.learners.Learner.fit>`) on the next meta-batch of
-    ``train_set``, with Adam at ``settings.meta_lr`` over the parameters that require gradients.
+    Files: ``checkpoint.pt`` (latest state, written every ``val_every`` iterations, at the end
+    and on a stop request), ``best.pt`` (best validation score), ``metrics.jsonl`` and
+    ``metrics.csv``, ``config.json`` and ``result.json``. Every file but the appended
+    ``metrics.jsonl`` is written atomically (a reader sees the old file or the new one), with
+    the mode the umask gives new files. A resumed run continues from ``checkpoint.pt`` with the
+    same task stream and random state, so it ends exactly where an uninterrupted run would.
+    The metrics log always matches the state: a run cuts it back to its own iteration before
+    training (0 for a run that was not resumed, which starts the folder's run over), so records
+    of a run that died before its checkpoint never mix in.
+
+    Each meta-iteration is one :func:`~metacrl.learners.fit.train_step` (the step of
+    :meth:`Learner.fit <metacrl.learners.Learner.fit>`) on the next meta-batch of ``train_set``,
+    with Adam at ``settings.meta_lr`` over the parameters that require gradients.
 
     Building a trainer moves the learner to the device and makes the optimiser; it writes
     nothing. ``metacrl train`` builds the same objects from its settings (its ``build_trainer``).
@@ -66,8 +74,9 @@ class Trainer:
     meta-batch), the meta-gradients are averaged once per meta-batch, the logged train metrics
     are averaged, validation and test episodes are split over the processes and their scores
     gathered; only rank 0 writes files or shows a progress bar, and checkpoints are read by
-    rank 0 and broadcast. The updates equal those of one process (up to rounding), so a
-    checkpoint resumes under any number of processes.
+    rank 0 and broadcast. The updates equal those of one process up to rounding (in float32
+    the differences grow over the iterations, so runs drift apart; in float64 they stay
+    equal), and a checkpoint resumes under any number of processes.
 
     Args:
         learner: The learner, plain or wrapped by MetaCRL (``reg.wrap(learner)``).
@@ -237,9 +246,27 @@ class Trainer:
         self.train_seconds = float(ckpt["train_seconds"])
         self.best = None if ckpt["best"] is None else (float(ckpt["best"][0]), int(ckpt["best"][1]))
         self.done = bool(ckpt["done"]) and self.iteration >= self.settings.iterations
-        if self.dist.is_main:
-            self.log.truncate(self.iteration)
+        self._trim_log()
         return True
+
+    def _trim_log(self) -> None:
+        """Cut ``metrics.jsonl`` back to :attr:`iteration` (rank 0), saying what went."""
+        if not self.dist.is_main:
+            return
+        trim = self.log.truncate(self.iteration)
+        if trim.records or trim.torn:
+            torn = f" and {len(trim.torn)} torn line(s)" if trim.torn else ""
+            why = (
+                "of an earlier run, which this one starts over"
+                if self.iteration == 0
+                else "written after the checkpoint this run continues"
+            )
+            print(
+                f"[{self.label}] {self.log.path}: removed {trim.records} record(s) after "
+                f"iteration {self.iteration}{torn}, {why}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # ------------------------------------------------------------------ loops
     def _loader(
@@ -304,9 +331,11 @@ class Trainer:
     def train(self) -> None:
         """Meta-train up to ``settings.iterations``; on a stop request save and raise.
 
-        Starts from the current iteration (0, or the resumed one), writes ``config.json``,
-        validates and checkpoints every ``settings.val_every`` iterations and at the end, and
-        rewrites ``metrics.csv`` when it returns or raises. See the class example.
+        Starts from the current iteration (0, or the resumed one): cuts ``metrics.jsonl`` back
+        to it (a trainer that was not resumed starts the folder's log afresh) and writes
+        ``config.json``; then validates and checkpoints every ``settings.val_every`` iterations
+        and at the end, and rewrites ``metrics.csv`` when it returns or raises. See the class
+        example.
 
         Raises:
             TrainingInterrupted: After saving, when :attr:`stop` was set.
@@ -317,7 +346,10 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "config.json").write_text(json.dumps(dict(settings.config), indent=2))
+            self._trim_log()
+            write_bytes_atomic(
+                self.dir / "config.json", json.dumps(dict(settings.config), indent=2).encode()
+            )
         remaining = settings.iterations - self.iteration
         if remaining <= 0:
             self.done = True
@@ -403,5 +435,7 @@ class Trainer:
             train_seconds=self.train_seconds,
         )
         if self.dist.is_main:
-            (self.dir / "result.json").write_text(json.dumps(arm.as_dict(), indent=2))
+            write_bytes_atomic(
+                self.dir / "result.json", json.dumps(arm.as_dict(), indent=2).encode()
+            )
         return arm
