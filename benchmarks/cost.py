@@ -57,6 +57,7 @@ class Setting:
     mode: str = "alternating"  # MetaCRL settings (library defaults)
     crl_steps: int = 5
     replay: int = 3
+    env_queries: int | None = None
 
 
 def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor, ...]]:
@@ -87,6 +88,7 @@ def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor
             mode=s.mode,  # type: ignore[arg-type]
             crl_steps=s.crl_steps,
             replay=s.replay,
+            env_queries=s.env_queries,
         )
         learner = reg.wrap(learner)  # type: ignore[arg-type]
     learner.to(device)
@@ -268,6 +270,10 @@ def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: in
         ("+ MetaCRL, 1 causal step, replay 0", {"crl_steps": 1, "replay": 0}),
         ("+ MetaCRL, joint (no causal steps)", {"mode": "joint"}),
     ]
+    for per_class in sorted({min(5, base.queries), min(2, base.queries)}, reverse=True):
+        queries = per_class * base.ways
+        label = f"+ MetaCRL, environments of {queries} queries ({per_class} a class)"
+        variants.append((label, {"env_queries": queries}))
     settings = [replace(base, **{"metacrl": True, **change}) for _, change in variants]
     seconds = interleaved_seconds(settings, device, warmup, repeats)
     rows = [

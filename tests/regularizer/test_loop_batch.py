@@ -52,10 +52,13 @@ def replay_tensors(state):
 
 
 @pytest.mark.parametrize("loop", [higher_loop, func_loop], ids=["higher", "func"])
-@pytest.mark.parametrize("mode", ["alternating", "joint"])
-def test_a_user_loop_makes_the_same_meta_steps_as_the_wrapped_maml(loop, mode):
+@pytest.mark.parametrize(
+    ("mode", "env_queries"), [("alternating", None), ("joint", None), ("alternating", 4)]
+)
+def test_a_user_loop_makes_the_same_meta_steps_as_the_wrapped_maml(loop, mode, env_queries):
     torch.manual_seed(0)
     settings = {"num_factors": 4, "hidden_dim": 6, "mode": mode, "replay": 2, "crl_steps": 2}
+    settings["env_queries"] = env_queries
     model_a = tiny_model()
     model_b = copy.deepcopy(model_a)
     reg_a = MetaCRLRegularizer(5, **settings).double()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from metacrl import MAML, GatedModel, MetaCRLLearner, MetaCRLRegularizer, ProtoNet
+from metacrl import ANIL, MAML, GatedModel, MetaCRLLearner, MetaCRLRegularizer, ProtoNet
 from metacrl.regularizer.penalties import gate_loss, orthogonality_loss
 
 from helpers import random_batch, tiny_model
@@ -277,3 +277,43 @@ def test_orthogonality_off_by_default_is_exactly_the_term_times_zero():
     assert torch.equal(skipped.xi, computed.xi)
     for a, b in zip(skipped.f_gr.parameters(), computed.f_gr.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("learner_class", [MAML, ANIL])
+def test_the_environments_keep_env_queries_query_examples_spread_over_the_set(learner_class):
+    torch.manual_seed(0)
+    model = tiny_model()
+    reg = MetaCRLRegularizer(5, num_factors=4, crl_steps=1, env_queries=3).double()
+    wrapped = reg.wrap(learner_class(model, inner_lr=0.3, inner_steps=1))
+    batch = random_batch(tasks=2, k_query=2)  # labels 0, 1, 2, 0, 1, 2 in each query set
+    wrapped.meta_step(*batch)
+    (envs,) = [value for kind, value in wrapped.get_extra_state()["replay"]]
+    with torch.no_grad():
+        for t, (f_s, y_s, f_q, y_q) in enumerate(envs):
+            assert y_q.tolist() == batch[3][t][[0, 2, 4]].tolist()
+            torch.testing.assert_close(f_q, model.features(batch[2][t][[0, 2, 4]]))
+            assert f_s.shape == (6, 5)  # the support set is whole
+
+
+@pytest.mark.parametrize("learner_class", [MAML, ANIL])
+def test_env_queries_of_every_query_equals_the_default(learner_class):
+    states = []
+    for env_queries in (None, 6):
+        torch.manual_seed(0)
+        reg = MetaCRLRegularizer(5, num_factors=4, crl_steps=2, env_queries=env_queries)
+        wrapped = reg.double().wrap(learner_class(tiny_model(), inner_lr=0.3, inner_steps=1))
+        for seed in range(2):
+            wrapped.meta_step(*random_batch(tasks=2, k_query=2, seed=seed)).loss.backward()
+        states.append(wrapped.state_dict())
+    for name, value in states[0].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, states[1][name]), name
+
+
+def test_env_queries_beyond_the_query_set_or_below_one_are_refused():
+    reg = MetaCRLRegularizer(5, num_factors=4, env_queries=7).double()
+    wrapped = reg.wrap(MAML(tiny_model(), inner_lr=0.3, inner_steps=1))
+    with pytest.raises(ValueError, match=r"env_queries=7 but the meta-batch has 6 query examples"):
+        wrapped.meta_step(*random_batch(tasks=2, k_query=2))
+    with pytest.raises(ValueError, match=r"env_queries"):
+        MetaCRLRegularizer(5, env_queries=0)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from metacrl.learners.features import spread
 from metacrl.typing import Problem
 
 __all__ = ["MetaBatch", "as_meta_batch"]
@@ -70,6 +71,33 @@ class MetaBatch:
             ((4, 3), (6,))
         """
         return self.x_spt[t], self.y_spt[t], self.x_qry[t], self.y_qry[t]
+
+    def with_queries(self, count: int) -> MetaBatch:
+        """Return the batch with ``count`` query examples per task, spread over the query set.
+
+        The examples kept are those of :func:`~metacrl.learners.features.spread` (evenly
+        spaced, so a class-ordered query set keeps every class when ``count`` is a multiple of
+        the ways). MetaCRL's ``env_queries`` uses it to make its environments cheaper.
+
+        Args:
+            count: Query examples to keep per task, ``1 <= count <= n_query``.
+
+        Returns:
+            A new :class:`MetaBatch` sharing the support tensors.
+
+        Raises:
+            ValueError: If ``count`` is out of range.
+
+        Example:
+            >>> b = MetaBatch(torch.randn(1, 3, 2), torch.arange(3)[None], torch.randn(1, 6, 2),
+            ...               torch.arange(3).repeat_interleave(2)[None], num_labels=3)
+            >>> b.with_queries(3).y_qry.tolist()
+            [[0, 1, 2]]
+        """
+        index = spread(int(self.x_qry.shape[1]), count)
+        return MetaBatch(
+            self.x_spt, self.y_spt, self.x_qry[:, index], self.y_qry[:, index], self.num_labels
+        )
 
     def detach(self) -> MetaBatch:
         """Return a copy whose tensors carry no autograd history.

@@ -43,6 +43,8 @@ class MetaCRLDefaults:
     refresh_replay: bool = False
     use_gates: bool = True
     basis: FactorBasis = "normalized"
+    env_queries: int | None = None
+    """``None``: the causal objective uses every query example of a task."""
 
     def as_dict(self) -> dict[str, object]:
         """The defaults by argument name, in the class's argument order."""

@@ -111,14 +111,15 @@ class GatedModel(TaskModel):
         """
         reg, solver = self.regularizer, self.solver()
         batch = solver.as_batch(x_spt, y_spt, x_qry, y_qry)
-        current = solver.task_features(batch)
+        current = solver.task_features(reg.environment_batch(batch))
         replayed = self.replay.environments(solver.task_features)
         loss_fn = solver.task_loss.checked(batch.num_labels)
         upper = UpperLevel(reg, current + replayed, solver.head_task, loss_fn)
 
         def remember(environments: list[Any]) -> None:
             if reg.replay > 0:
-                self.replay.remember(batch.detach() if reg.refresh_replay else environments)
+                kept = reg.environment_batch(batch).detach() if reg.refresh_replay else environments
+                self.replay.remember(kept)
 
         return LoopBatch(reg, batch, current, upper, solver.features, remember)
 

@@ -110,9 +110,16 @@ class MetaCRLLearner(Learner):
             NonFiniteLossError: If the mean query loss, the causal objective (alternating
                 mode) or the joint loss (joint mode) is NaN or infinite.
         """
-        base = self.learner
+        base, queries = self.learner, self.regularizer.env_queries
         batch = base.as_batch(x_spt, y_spt, x_qry, y_qry)
+        environments = self.regularizer.environment_batch(batch)
+        # A learner whose inner loop adapts the backbone (MAML, Meta-SGD; any learner that does
+        # not say) computes the environments in a pass of their own: a smaller one, then.
+        if queries is not None and getattr(base, "adapts_backbone", True):
+            return self._upper_level(batch, base.task_features(environments))
         with base.shared_task_features(batch) as current:  # one backbone pass serves both
+            if queries is not None:
+                current = [env.with_queries(queries) for env in current]
             return self._upper_level(batch, current)
 
     def _upper_level(self, batch: MetaBatch, current: list[TaskFeatures]) -> MetaStepOutput:
@@ -196,6 +203,7 @@ class MetaCRLLearner(Learner):
 
     def _gather_batch(self, batch: MetaBatch) -> MetaBatch:
         """The (detached) meta-batch of all processes, for ``refresh_replay``."""
+        batch = self.regularizer.environment_batch(batch)
         if self.task_gather is None:
             return batch.detach()
         x_spt, y_spt, x_qry, y_qry = self.task_gather(

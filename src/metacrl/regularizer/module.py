@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from metacrl.learners import TaskFeatures
+from metacrl.learners import MetaBatch, TaskFeatures
 from metacrl.regularizer.causal import CausalTerms
 from metacrl.regularizer.defaults import DEFAULTS
 from metacrl.regularizer.penalties import (
@@ -54,6 +54,7 @@ class MetaCRLModule(nn.Module):
         refresh_replay: bool = DEFAULTS.refresh_replay,
         use_gates: bool = DEFAULTS.use_gates,
         basis: FactorBasis = DEFAULTS.basis,
+        env_queries: int | None = DEFAULTS.env_queries,
     ) -> None:
         super().__init__()
         self.feature_dim = check_int("feature_dim", feature_dim)
@@ -78,6 +79,7 @@ class MetaCRLModule(nn.Module):
         self.xi_lr = check_float("xi_lr", xi_lr, above=0)
         self.gr_lr = check_float("gr_lr", gr_lr, above=0)
         self.replay = check_int("replay", replay, minimum=0)
+        self.env_queries = None if env_queries is None else check_int("env_queries", env_queries)
         self.refresh_replay = bool(refresh_replay)
         self.use_gates = bool(use_gates)
         self.max_grad_norm = (
@@ -226,6 +228,29 @@ class MetaCRLModule(nn.Module):
     def _transform(self, features: Tensor, gates: Tensor, directions: Tensor) -> Tensor:
         gated = (features @ directions) * gates.unsqueeze(-2)
         return gated @ directions.T if self.head_input == "features" else gated
+
+    def environment_batch(self, batch: MetaBatch) -> MetaBatch:
+        """The meta-batch the environments are computed from: ``env_queries`` queries a task.
+
+        Args:
+            batch: The validated meta-batch of θ's meta-step.
+
+        Returns:
+            ``batch`` itself (``env_queries=None``), or the batch with ``env_queries`` query
+            examples per task, evenly spread (:meth:`MetaBatch.with_queries
+            <metacrl.learners.MetaBatch.with_queries>`).
+
+        Raises:
+            ValueError: If ``env_queries`` exceeds the batch's query examples per task.
+        """
+        if self.env_queries is None:
+            return batch
+        if self.env_queries > batch.x_qry.shape[1]:
+            raise ValueError(
+                f"env_queries={self.env_queries} but the meta-batch has {batch.x_qry.shape[1]} "
+                "query examples per task; lower env_queries"
+            )
+        return batch.with_queries(self.env_queries)
 
     # ------------------------------------------------------------------ losses
     def disentanglement_loss(self, gates: Tensor) -> Tensor:
