@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,11 +24,12 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from metacrl.data.atomic import atomic_path, remove_orphans, write_bytes_atomic
-from metacrl.data.image_decode import decode_image
+from metacrl.data.image_decode import decode_image, resize_images
 
 __all__ = [
     "CACHE_FORMAT",
     "Decoder",
+    "build_array_cache",
     "build_image_cache",
     "load_image_cache",
     "open_image_cache",
@@ -135,10 +136,88 @@ def build_image_cache(
         ...     arr.shape, load_image_cache(d, "c", ["a.png"], 4) is not None
         ((1, 4, 4, 3), True)
     """
-    from tqdm.auto import tqdm
-
     if len(files) != len(filenames):
         raise ValueError(f"got {len(files)} files but {len(filenames)} filenames")
+    n_threads = threads if threads is not None else min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool:
+
+        def chunks() -> Iterator[np.ndarray]:
+            for start in range(0, len(files), _CHUNK):
+                chunk = files[start : start + _CHUNK]
+                yield np.stack(list(pool.map(lambda f: decode(f, size), chunk)))
+
+        return _write_cache(directory, name, chunks(), filenames, size, progress, desc)
+
+
+def build_array_cache(
+    directory: str | Path,
+    name: str,
+    chunks: Iterable[np.ndarray],
+    filenames: Sequence[str],
+    size: int,
+    *,
+    progress: bool = True,
+    desc: str = "caching images",
+) -> np.ndarray:
+    """Write decoded images, given as consecutive chunks, into a new cache, atomically.
+
+    For sources that hold pixels rather than image files (CIFAR-100's pickles, tieredImageNet's
+    arrays): the chunks are read one at a time (so a source larger than memory can be
+    streamed), resized with :func:`~metacrl.data.image_decode.resize_images` when not already
+    ``size x size``, and written in order. The cache is the same as :func:`build_image_cache`'s.
+
+    Args:
+        directory: The cache directory (created if needed).
+        name: The cache's base name (without suffix).
+        chunks: ``uint8`` arrays ``[n, H, W, 3]`` (any ``n``), in order: ``len(filenames)``
+            images in all.
+        filenames: The names recorded in the header, one per image (keys that identify them).
+        size: The side length to resize to.
+        progress: Show a progress bar (default: ``True``).
+        desc: The progress bar's label (default: ``"caching images"``).
+
+    Returns:
+        The memory-mapped ``uint8`` array ``[len(filenames), size, size, 3]``.
+
+    Raises:
+        OSError: If the cache directory cannot be written.
+        ValueError: If a chunk is not ``uint8 [n, H, W, 3]`` or the chunks do not hold
+            ``len(filenames)`` images; no cache is left behind.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     chunks = [np.zeros((2, 8, 8, 3), np.uint8), np.ones((1, 8, 8, 3), np.uint8)]
+        ...     arr = build_array_cache(d, "c", chunks, ["a", "b", "c"], 4, progress=False)
+        ...     arr.shape, int(arr[2].max())
+        ((3, 4, 4, 3), 1)
+    """
+
+    def resized() -> Iterator[np.ndarray]:
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            if chunk.dtype != np.uint8 or chunk.ndim != 4 or chunk.shape[3] != 3:
+                raise ValueError(
+                    f"{desc}: images must be uint8 [N, H, W, 3], got {chunk.dtype} "
+                    f"{tuple(chunk.shape)}"
+                )
+            yield resize_images(chunk, size)
+
+    return _write_cache(directory, name, resized(), filenames, size, progress, desc)
+
+
+def _write_cache(
+    directory: str | Path,
+    name: str,
+    chunks: Iterator[np.ndarray],
+    filenames: Sequence[str],
+    size: int,
+    progress: bool,
+    desc: str,
+) -> np.ndarray:
+    """Write ``chunks`` (``uint8 [n, size, size, 3]``, in order) as the cache ``name``."""
+    from tqdm.auto import tqdm
+
     directory = Path(directory)
     array_path, header_path = _paths(directory, name)
     try:
@@ -151,19 +230,21 @@ def build_image_cache(
             f"cannot write the image cache in {directory}: {err}; pass cache_dir= to put it "
             "elsewhere, or cache=False to decode images on every access"
         ) from err
-    n_threads = threads if threads is not None else min(8, os.cpu_count() or 1)
-    logger.info("building image cache %s (%d images at %dpx)", array_path, len(files), size)
+    count = len(filenames)
+    logger.info("building image cache %s (%d images at %dpx)", array_path, count, size)
     with atomic_path(array_path) as tmp:
-        out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
-        with (
-            ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool,
-            tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar,
-        ):
-            for start in range(0, len(files), _CHUNK):
-                chunk = files[start : start + _CHUNK]
-                for k, img in enumerate(pool.map(lambda f: decode(f, size), chunk)):
-                    out[start + k] = img
+        out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+        with tqdm(total=count, desc=desc, unit="img", disable=not progress) as bar:
+            start = 0
+            for chunk in chunks:
+                stop = start + len(chunk)
+                if stop > count:
+                    raise ValueError(f"{desc}: the source holds more than the {count} images")
+                out[start:stop] = chunk
                 bar.update(len(chunk))
+                start = stop
+            if start != count:
+                raise ValueError(f"{desc}: the source holds {start} images, expected {count}")
         out.flush()
         del out
     write_bytes_atomic(header_path, json.dumps(_header(filenames, size)).encode("utf-8"))

@@ -16,28 +16,19 @@ The real data has 64/16/20 classes of 600 images; any counts are accepted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-from metacrl.data.base import Task, TaskDataset
-from metacrl.data.episodes import Episode, sample_episode
+from metacrl.data.class_images import MODES, ClassImageTasks
 from metacrl.data.image_cache import build_image_cache, load_image_cache
 from metacrl.data.image_decode import decode_image, resize_images
 from metacrl.data.miniimagenet_csv import read_split_csv
 from metacrl.data.miniimagenet_pickle import pickle_path, read_split_pickle, warn_if_other_split
-from metacrl.data.normalize import to_tensor
-from metacrl.data.seeding import task_rng
-from metacrl.validation import check_choice, check_index, check_int
 
 __all__ = ["MODES", "MiniImagenet"]
 
-MODES = ("train", "val", "test")
-"""The splits, in the order of their key in the task seed."""
 
-
-class MiniImagenet(TaskDataset):
+class MiniImagenet(ClassImageTasks):
     """N-way K-shot episodes of miniImageNet (map-style: ``ds[i]`` is task ``i``).
 
     Task ``i`` draws ``n_way`` classes in random order (label ``j`` is the ``j``-th drawn class,
@@ -121,18 +112,10 @@ class MiniImagenet(TaskDataset):
         normalize: bool = True,
         progress: bool = True,
     ) -> None:
-        super().__init__(batchsz, seed)
-        self.mode = check_choice("mode", mode, MODES)
-        self.n_way = check_int("n_way", n_way)
-        self.k_shot = check_int("k_shot", k_shot)
-        self.k_query = check_int("k_query", k_query)
-        self.resize = check_int("resize", resize)
-        self.normalize = bool(normalize)
+        super().__init__(mode, n_way, k_shot, k_query, batchsz, resize, seed, normalize)
         self.root = Path(root)
         self.source = self.root
-        self.cache_path: Path | None = None
         self.files: list[Path] | None = None
-        self._images: np.ndarray | None = None
 
         if self.root.is_file():
             if self.root.suffix != ".pkl":
@@ -180,8 +163,7 @@ class MiniImagenet(TaskDataset):
                     progress=progress,
                     desc=f"caching miniImageNet {self.mode} at {self.resize}px",
                 )
-            self.cache_path = directory / f"{name}.npy"
-            self._images = images
+            self._set_images(images, directory / f"{name}.npy")
         else:
             self._check_files(split.lines, csv_path, images_dir)
 
@@ -205,174 +187,17 @@ class MiniImagenet(TaskDataset):
             images = resize_images(
                 images, self.resize, progress, desc=f"resizing miniImageNet {self.mode}"
             )
-        self._images = images
-        self._class_rows_from(split.class_rows, where=str(path))
+        self._set_images(images)
+        self._set_class_rows(split.class_rows, where=str(path))
 
     def _set_classes(self, labels: list[str], where: str) -> None:
         rows: dict[str, list[int]] = {}
         for row, label in enumerate(labels):
             rows.setdefault(label, []).append(row)
-        self._class_rows_from(
+        self._set_class_rows(
             {name: np.asarray(r, dtype=np.int64) for name, r in rows.items()}, where
         )
 
-    def _class_rows_from(self, class_rows: dict[str, np.ndarray], where: str) -> None:
-        self.classes = sorted(class_rows)
-        self._class_rows = [class_rows[name] for name in self.classes]
-        if self.n_way > len(self.classes):
-            raise ValueError(
-                f"n_way={self.n_way} is larger than the {len(self.classes)} classes of the "
-                f"{self.mode!r} split ({where})"
-            )
-        need = self.k_shot + self.k_query
-        for name, rows in zip(self.classes, self._class_rows, strict=True):
-            if len(rows) < need:
-                raise ValueError(
-                    f"class {name!r} has {len(rows)} images in {where}, fewer than "
-                    f"k_shot + k_query = {self.k_shot} + {self.k_query} = {need}"
-                )
-
-    # ------------------------------------------------------------------ access
-    @property
-    def num_classes(self) -> int:
-        """The number of classes of the split."""
-        return len(self.classes)
-
-    @property
-    def num_images(self) -> int:
-        """The number of images of the split."""
-        return sum(len(r) for r in self._class_rows)
-
-    def class_rows(self, index: int) -> np.ndarray:
-        """Return the image rows of class ``self.classes[index]``.
-
-        Args:
-            index: A class index in ``0..num_classes-1``.
-
-        Returns:
-            The rows (indices for :meth:`load_images`) of the class's images.
-
-        Raises:
-            IndexError: If ``index`` is out of range.
-
-        Example:
-            >>> import tempfile
-            >>> from metacrl.data import write_fake_miniimagenet
-            >>> tmp = tempfile.TemporaryDirectory()
-            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
-            ...                                image_size=8)
-            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
-            ...                   progress=False)
-            >>> ds.classes[0], ds.class_rows(0).tolist()
-            ('n90000000', [0, 1, 2])
-            >>> tmp.cleanup()
-        """
-        return self._class_rows[index]
-
-    def episode(self, index: int) -> Episode:
-        """Return which images (and labels) make task ``index``.
-
-        Args:
-            index: The task index (negative counts from the end).
-
-        Returns:
-            The :class:`~metacrl.data.episodes.Episode` (classes, image rows, labels).
-
-        Raises:
-            IndexError: If ``index`` is out of range.
-
-        Example:
-            >>> import tempfile
-            >>> from metacrl.data import write_fake_miniimagenet
-            >>> tmp = tempfile.TemporaryDirectory()
-            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
-            ...                                image_size=8)
-            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
-            ...                   progress=False)
-            >>> ep = ds.episode(-1)                        # the last task
-            >>> ep.y_spt.tolist(), len(ep.support), len(ep.query)
-            ([0, 1], 2, 2)
-            >>> tmp.cleanup()
-        """
-        rng = self._rng(check_index(index, self.batchsz))
-        return sample_episode(rng, self._class_rows, self.n_way, self.k_shot, self.k_query)
-
-    def load_images(self, rows: np.ndarray) -> np.ndarray:
-        """Return images by row as ``uint8`` ``[len(rows), resize, resize, 3]``.
-
-        Rows come from the cache (or the pickle) when there is one, else are decoded now.
-
-        Args:
-            rows: Image rows.
-
-        Returns:
-            The resized RGB images.
-
-        Example:
-            >>> import tempfile
-            >>> from metacrl.data import write_fake_miniimagenet
-            >>> tmp = tempfile.TemporaryDirectory()
-            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
-            ...                                image_size=8)
-            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
-            ...                   progress=False)
-            >>> images = ds.load_images(ds.class_rows(1))
-            >>> images.shape, images.dtype
-            ((3, 8, 8, 3), dtype('uint8'))
-            >>> tmp.cleanup()
-        """
-        if self._images is None and self.cache_path is not None:
-            self._images = np.load(self.cache_path, mmap_mode="r", allow_pickle=False)
-        if self._images is not None:
-            return np.asarray(self._images[np.asarray(rows)])
+    def _decode_rows(self, rows: np.ndarray) -> np.ndarray:
         assert self.files is not None
         return np.stack([decode_image(self.files[int(r)], self.resize) for r in rows])
-
-    def task(self, index: int) -> Task:
-        """Make task ``index``: normalised images ``[N*K, 3, H, W]`` and labels ``[N*K]``.
-
-        Args:
-            index: The task index.
-
-        Returns:
-            ``(x_spt, y_spt, x_qry, y_qry)``, images ``float32`` and labels ``int64``.
-
-        Example:
-            >>> import tempfile
-            >>> from metacrl.data import write_fake_miniimagenet
-            >>> tmp = tempfile.TemporaryDirectory()
-            >>> root = write_fake_miniimagenet(tmp.name, (3, 1, 1), images_per_class=3,
-            ...                                image_size=8)
-            >>> ds = MiniImagenet(root, n_way=2, k_shot=1, k_query=1, batchsz=2, resize=8,
-            ...                   progress=False)
-            >>> x_spt, y_spt, x_qry, y_qry = ds.task(0)
-            >>> tuple(x_spt.shape), x_spt.dtype, y_spt.tolist()
-            ((2, 3, 8, 8), torch.float32, [0, 1])
-            >>> tmp.cleanup()
-        """
-        ep = self.episode(index)
-        x = to_tensor(self.load_images(np.concatenate([ep.support, ep.query])), self.normalize)
-        n_spt = len(ep.support)
-        return (
-            x[:n_spt],
-            torch.from_numpy(ep.y_spt),
-            x[n_spt:],
-            torch.from_numpy(ep.y_qry),
-        )
-
-    def _rng(self, index: int) -> np.random.Generator:
-        return task_rng(self.seed, MODES.index(self.mode), index)
-
-    # ------------------------------------------------------------------ pickling for workers
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if self.cache_path is not None:
-            state["_images"] = None  # workers re-open the memory map instead of copying it
-        return state
-
-    def __repr__(self) -> str:
-        return (
-            f"MiniImagenet(root={str(self.root)!r}, mode={self.mode!r}, n_way={self.n_way}, "
-            f"k_shot={self.k_shot}, k_query={self.k_query}, batchsz={self.batchsz}, "
-            f"resize={self.resize}, classes={self.num_classes}, images={self.num_images})"
-        )

@@ -48,7 +48,7 @@ def _constructor(reduced: str | tuple[Any, ...]) -> Callable[..., Any]:
 
 
 def _allowed() -> dict[tuple[str, str], Callable[..., Any]]:
-    """The globals a miniImageNet pickle may name, under the module names numpy 1 and 2 use."""
+    """The globals a data pickle may name, under the module names numpy 1 and 2 use."""
     array = np.zeros(1, np.uint8)
     found: dict[str, Callable[..., Any]] = {
         "multiarray._reconstruct": _constructor(array.__reduce__()),  # ndarray, protocols 0-4
@@ -118,9 +118,9 @@ class FormatUnpickler(pickle.Unpickler):
         found = _ALLOWED.get((module, name))
         if found is None:
             raise pickle.UnpicklingError(
-                f"refused to load {module}.{name}: a miniImageNet pickle holds only dicts, "
-                "lists, strings, numbers and numpy arrays, and loading anything else could run "
-                "code"
+                f"refused to load {module}.{name}: a data pickle (miniImageNet, CIFAR-100, "
+                "tieredImageNet) holds only dicts, lists, strings, numbers and numpy arrays, and "
+                "loading anything else could run code"
             )
         return found
 
