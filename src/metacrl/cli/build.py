@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from metacrl.cli.config import CONFOUNDED_DATASETS, ConfigError, TrainConfig
-from metacrl.data import ConfoundedClipart, ConfoundedShapes, MiniImagenet, Sinusoid
+from metacrl.data import (
+    CIFARFS,
+    FC100,
+    ClassImageTasks,
+    ConfoundedClipart,
+    ConfoundedShapes,
+    MiniImagenet,
+    Omniglot,
+    Sinusoid,
+    TieredImagenet,
+)
 from metacrl.data.clipart_files import DEFAULT_ROOT
 from metacrl.learners import ANIL, MAML, CapacityControl, Learner, MetaSGD, ProtoNet
 from metacrl.models import MLP, Conv4, ResNet12
@@ -42,6 +52,16 @@ _GRADIENT_LEARNERS: dict[str, type[MAML] | type[ANIL]] = {
     "anil": ANIL,
     "metasgd": MetaSGD,
 }
+
+_BENCHMARKS: dict[str, type[Omniglot] | type[CIFARFS] | type[FC100] | type[TieredImagenet]] = {
+    "omniglot": Omniglot,
+    "cifar-fs": CIFARFS,
+    "fc100": FC100,
+    "tiered-imagenet": TieredImagenet,
+}
+"""The benchmarks read from ``--data-root`` besides miniImageNet, by ``--dataset``."""
+_GREY_DATASETS = ("omniglot",)
+"""The datasets whose images have one channel (the backbone's ``in_channels``)."""
 
 T = TypeVar("T")
 
@@ -103,7 +123,7 @@ def arm_label(cfg: TrainConfig, metacrl: bool) -> str:
 
 def build_dataset(
     cfg: TrainConfig, split: Split, tasks: int, seed: int, *, progress: bool = True
-) -> ConfoundedShapes | ConfoundedClipart | MiniImagenet | Sinusoid:
+) -> ConfoundedShapes | ConfoundedClipart | ClassImageTasks | Sinusoid:
     """Return the task dataset of ``split`` with ``tasks`` episodes.
 
     On the confounded datasets, ``cfg.test_confounding`` makes the kind of the ``"test"``
@@ -121,7 +141,9 @@ def build_dataset(
 
     Returns:
         A :class:`~metacrl.data.ConfoundedShapes`, :class:`~metacrl.data.ConfoundedClipart`,
-        :class:`~metacrl.data.Sinusoid` or :class:`~metacrl.data.MiniImagenet`.
+        :class:`~metacrl.data.Sinusoid`, or a benchmark: :class:`~metacrl.data.MiniImagenet`,
+        :class:`~metacrl.data.Omniglot`, :class:`~metacrl.data.CIFARFS`,
+        :class:`~metacrl.data.FC100` or :class:`~metacrl.data.TieredImagenet`.
 
     Raises:
         ConfigError: If ``cfg`` is not resolved, or its miniimagenet ``data_root`` is one
@@ -161,6 +183,19 @@ def build_dataset(
             progress=progress,
         )
     root = Path(_filled(cfg.data_root, "data_root"))
+    if cfg.dataset in _BENCHMARKS:
+        return _BENCHMARKS[cfg.dataset](
+            root,
+            mode=split,
+            n_way=cfg.ways,
+            k_shot=cfg.shots,
+            k_query=cfg.queries,
+            batchsz=tasks,
+            resize=size,
+            seed=seed,
+            cache_dir=cfg.cache_dir,
+            progress=progress,
+        )
     if root.is_file():
         raise ConfigError(
             f"--data-root {root} is one file, which would serve as the training, validation "
@@ -184,8 +219,11 @@ def build_dataset(
 def build_model(cfg: TrainConfig) -> Conv4 | ResNet12 | MLP:
     """Return the backbone with a head of ``ways`` outputs (1 for sinusoid).
 
+    Its input has one channel on omniglot (grey images), three otherwise.
+
     Args:
-        cfg: A resolved configuration (``backbone``, ``hidden``, ``ways``, ``image_size``).
+        cfg: A resolved configuration (``backbone``, ``hidden``, ``ways``, ``image_size``,
+            ``dataset``).
 
     Returns:
         A :class:`~metacrl.models.Conv4`, :class:`~metacrl.models.ResNet12` or
@@ -203,9 +241,18 @@ def build_model(cfg: TrainConfig) -> Conv4 | ResNet12 | MLP:
         return MLP()
     size = _filled(cfg.image_size, "image_size")
     running = cfg.backend != "vmap"  # vmap takes TaskBatchNorm, which keeps no running stats
+    channels = 1 if cfg.dataset in _GREY_DATASETS else 3
     if backbone == "resnet12":
-        return ResNet12(n_way=cfg.ways, image_size=size, track_running_stats=running)
-    return Conv4(hidden=cfg.hidden, n_way=cfg.ways, image_size=size, track_running_stats=running)
+        return ResNet12(
+            in_channels=channels, n_way=cfg.ways, image_size=size, track_running_stats=running
+        )
+    return Conv4(
+        in_channels=channels,
+        hidden=cfg.hidden,
+        n_way=cfg.ways,
+        image_size=size,
+        track_running_stats=running,
+    )
 
 
 def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool) -> Learner:
@@ -261,6 +308,7 @@ def build_learner(cfg: TrainConfig, model: Conv4 | ResNet12 | MLP, metacrl: bool
         replay=cfg.replay,
         use_gates=cfg.gates,
         basis=cfg.basis,
+        env_queries=cfg.env_queries,
     )
     return regularizer.wrap(learner)
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from metacrl.train.settings import Metric
 
 __all__ = [
+    "BENCHMARK_DATASETS",
     "CONFOUNDED_DATASETS",
     "BackboneName",
     "ConfigError",
@@ -57,7 +58,16 @@ __all__ = [
     "option_type",
 ]
 
-DatasetName = Literal["confounded-shapes", "confounded-clipart", "sinusoid", "miniimagenet"]
+DatasetName = Literal[
+    "confounded-shapes",
+    "confounded-clipart",
+    "sinusoid",
+    "miniimagenet",
+    "omniglot",
+    "cifar-fs",
+    "fc100",
+    "tiered-imagenet",
+]
 """The values of ``--dataset``."""
 LearnerName = Literal["maml", "anil", "metasgd", "protonet"]
 """The values of ``--learner``."""
@@ -66,6 +76,14 @@ BackboneName = Literal["conv4", "resnet12", "mlp"]
 CONFOUNDED_DATASETS: tuple[DatasetName, ...] = ("confounded-shapes", "confounded-clipart")
 """The datasets whose training tasks tie a nuisance to the label (``--rho``, ``--confounder``,
 ``--test-confounding``)."""
+BENCHMARK_DATASETS: tuple[DatasetName, ...] = (
+    "miniimagenet",
+    "omniglot",
+    "cifar-fs",
+    "fc100",
+    "tiered-imagenet",
+)
+"""The standard few-shot benchmarks, read from the user's files (``--data-root`` required)."""
 
 T = TypeVar("T")
 
@@ -121,18 +139,30 @@ _BY_DATASET: Mapping[str, Mapping[DatasetName, Any]] = types.MappingProxyType(
             "confounded-clipart": "conv4",
             "sinusoid": "mlp",
             "miniimagenet": "conv4",
+            "omniglot": "conv4",
+            "cifar-fs": "conv4",
+            "fc100": "conv4",
+            "tiered-imagenet": "conv4",
         },
         "image_size": {
             "confounded-shapes": 32,
             "confounded-clipart": 32,
             "sinusoid": 32,
             "miniimagenet": 84,
+            "omniglot": 28,
+            "cifar-fs": 32,
+            "fc100": 32,
+            "tiered-imagenet": 84,
         },
         "inner_lr": {
             "confounded-shapes": 0.05,
             "confounded-clipart": 0.05,
             "sinusoid": 0.01,
             "miniimagenet": 0.01,
+            "omniglot": 0.4,
+            "cifar-fs": 0.01,
+            "fc100": 0.01,
+            "tiered-imagenet": 0.01,
         },
     }
 )
@@ -145,6 +175,10 @@ _METRIC: Mapping[DatasetName, Metric] = types.MappingProxyType(
         "confounded-clipart": "accuracy",
         "sinusoid": "mse",
         "miniimagenet": "accuracy",
+        "omniglot": "accuracy",
+        "cifar-fs": "accuracy",
+        "fc100": "accuracy",
+        "tiered-imagenet": "accuracy",
     }
 )
 
@@ -205,8 +239,11 @@ class TrainConfig:
     dataset: DatasetName = _option("confounded-shapes", "the task distribution")
     data_root: str | None = _option(
         None,
-        "the data folder: miniimagenet's (images/ plus train/val/test.csv, or the "
-        "mini-imagenet-cache-*.pkl files; required), or confounded-clipart's drawings",
+        "the data folder (required for the benchmarks): miniimagenet's (images/ plus "
+        "train/val/test.csv, or the mini-imagenet-cache-*.pkl files), omniglot's (torchvision's "
+        "root, holding omniglot-py/), cifar-fs's and fc100's (torchvision's root, holding "
+        "cifar-100-python/), tiered-imagenet's ({train,val,test}_images.npz and _labels.pkl), "
+        "or confounded-clipart's drawings",
         default_text="/usr/share/openclipart/png for confounded-clipart",
         metavar="PATH",
     )
@@ -295,6 +332,12 @@ class TrainConfig:
     replay: int = _option(
         DEFAULTS.replay, "earlier meta-batches used as extra environments", minimum=0
     )
+    env_queries: int | None = _option(
+        DEFAULTS.env_queries,
+        "query examples per task that the environments keep, evenly spread (fewer: a cheaper "
+        "causal step)",
+        default_text="all of them",
+    )
     gates: bool = _option(
         DEFAULTS.use_gates, "per-task factor gates (--no-gates opens every gate: an ablation)"
     )
@@ -317,9 +360,9 @@ class TrainConfig:
     out: str = _option("runs/metacrl", "output folder", metavar="PATH")
     cache_dir: str | None = _option(
         None,
-        "where decoded images are cached (miniimagenet's folder format and "
+        "where decoded images are cached (the benchmarks, except miniimagenet's pickles, and "
         "confounded-clipart): a folder shared between accounts, or on a faster disk",
-        default_text="DATA_ROOT/cache for miniimagenet, $XDG_CACHE_HOME/metacrl (else "
+        default_text="DATA_ROOT/cache for the benchmarks, $XDG_CACHE_HOME/metacrl (else "
         "~/.cache/metacrl) for confounded-clipart",
         metavar="PATH",
     )
@@ -347,9 +390,9 @@ class TrainConfig:
 
         Raises:
             ConfigError: If a choice is unknown, a value has the wrong type or is out of
-                range, or settings conflict (e.g. ``protonet`` on ``sinusoid``,
-                ``miniimagenet`` without ``data_root``, conflict test tasks on a dataset without
-                nuisances).
+                range, or settings conflict (e.g. ``protonet`` on ``sinusoid``, a benchmark
+                such as ``miniimagenet`` without ``data_root``, conflict test tasks on a
+                dataset without nuisances).
 
         Example:
             >>> cfg = TrainConfig(dataset="sinusoid")
@@ -374,8 +417,8 @@ class TrainConfig:
             raise ConfigError("--backend vmap is for maml, anil and metasgd, not protonet")
         if cfg.metric == "mse" and cfg.learner == "protonet":
             raise ConfigError(f"--learner protonet is a classifier; {cfg.dataset} is regression")
-        if cfg.dataset == "miniimagenet" and not cfg.data_root:
-            raise ConfigError("--dataset miniimagenet needs --data-root PATH")
+        if cfg.dataset in BENCHMARK_DATASETS and not cfg.data_root:
+            raise ConfigError(f"--dataset {cfg.dataset} needs --data-root PATH")
         if cfg.test_confounding != "neutral" and cfg.dataset not in CONFOUNDED_DATASETS:
             confounded = _and(list(CONFOUNDED_DATASETS))
             raise ConfigError(
@@ -488,8 +531,8 @@ def describe_default(name: str) -> str:
         KeyError: If ``name`` is not a setting.
 
     Example:
-        >>> describe_default("image_size")
-        '32 on confounded-shapes, confounded-clipart and sinusoid, 84 on miniimagenet'
+        >>> describe_default("image_size")  # doctest: +ELLIPSIS
+        '32 on confounded-shapes, ..., 84 on miniimagenet and tiered-imagenet, 28 on omniglot'
         >>> describe_default("first_order"), describe_default("meta_lr")
         ('--no-first-order', '0.001')
     """
