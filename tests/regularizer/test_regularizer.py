@@ -289,7 +289,7 @@ def test_the_environments_keep_env_queries_query_examples_spread_over_the_set(le
     wrapped.meta_step(*batch)
     (envs,) = [value for kind, value in wrapped.get_extra_state()["replay"]]
     with torch.no_grad():
-        for t, (f_s, y_s, f_q, y_q) in enumerate(envs):
+        for t, (f_s, _, f_q, y_q) in enumerate(envs):
             assert y_q.tolist() == batch[3][t][[0, 2, 4]].tolist()
             torch.testing.assert_close(f_q, model.features(batch[2][t][[0, 2, 4]]))
             assert f_s.shape == (6, 5)  # the support set is whole
