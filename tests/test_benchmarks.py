@@ -53,12 +53,14 @@ def test_cost_script_prints_its_tables():
     out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "backends", "overhead")
     backends, overhead = out.split("### Where MetaCRL's time goes")
     assert "### MAML backends and orders" in backends
-    for text, count in ((backends, 6), (overhead, 6)):
+    # overhead: MAML, five MetaCRL settings and env_queries at 2 a class (quick: 2 queries)
+    for text, count in ((backends, 6), (overhead, 7)):
         rows = [line for line in text.splitlines() if line.startswith("| ")]
         rows = [row for row in rows if "s/step" not in row and not row.startswith("| ---")]
         assert len(rows) == count
         assert all(float(row.split("|")[2]) > 0 for row in rows)
     assert "| MAML without MetaCRL |" in overhead and "1.00x" in overhead
+    assert "| + MetaCRL, environments of 10 queries (2 a class) |" in overhead
 
 
 def test_gpu_check_script_runs_on_the_cpu_in_quick_mode():
