@@ -61,7 +61,7 @@ ANALYSIS_SEED = 12345
 TRAIN_TASKS = 240
 PROBE_TASKS = 150
 NUM_VALUES = 8  # values per nuisance (metacrl.data.shapes_nuisance.NUM_VALUES)
-DEFAULT_VARIANTS = ["maml", "metacrl", "orthonormal", "orthonormal+gr_lr-0.4"]
+DEFAULT_VARIANTS = ["maml", "metacrl", "lambda_orth-1e-3", "orthonormal", "orthonormal+gr_lr-0.4"]
 
 Features = Callable[[Tensor], Tensor]
 
