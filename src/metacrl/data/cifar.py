@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from metacrl.data.class_images import ClassImageTasks
-from metacrl.data.image_cache import build_array_cache, load_image_cache
+from metacrl.data.image_cache import build_array_cache
 from metacrl.data.image_decode import resize_images
 from metacrl.data.miniimagenet_pickle import load_format_pickle
 
@@ -291,12 +291,10 @@ class _Cifar100Tasks(ClassImageTasks):
             data.fine_names[label]: np.flatnonzero(data.fine == label) for label in wanted
         }
         if cache:
-            directory = Path(cache_dir) if cache_dir is not None else self.root / "cache"
-            name = f"cifar100-{self.resize}px"
-            images = load_image_cache(directory, name, data.keys, self.resize)
-            if images is None:
+
+            def build(directory: Path, name: str) -> np.ndarray:
                 chunks = (data.images[i : i + 1024] for i in range(0, len(data.images), 1024))
-                images = build_array_cache(
+                return build_array_cache(
                     directory,
                     name,
                     chunks,
@@ -305,7 +303,8 @@ class _Cifar100Tasks(ClassImageTasks):
                     progress=progress,
                     desc=f"caching CIFAR-100 at {self.resize}px",
                 )
-            self._set_images(images, directory / f"{name}.npy")
+
+            self._use_cache(self.root, cache_dir, f"cifar100-{self.resize}px", data.keys, build)
         else:
             desc = f"resizing CIFAR-100 to {self.resize}px"
             self._set_images(resize_images(data.images, self.resize, progress, desc))

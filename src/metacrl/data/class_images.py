@@ -10,6 +10,7 @@ and :class:`~metacrl.data.TieredImagenet` only say how a split is read.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 
 from metacrl.data.base import Task, TaskDataset
 from metacrl.data.episodes import Episode, sample_episode
+from metacrl.data.image_cache import load_image_cache
 from metacrl.data.normalize import to_tensor
 from metacrl.data.seeding import task_rng
 from metacrl.validation import check_choice, check_index, check_int
@@ -99,6 +101,26 @@ class ClassImageTasks(TaskDataset):
         """Hold ``images`` (``uint8 [N, resize, resize, 3]``); a cached array names its file."""
         self._images = images
         self.cache_path = cache_path
+
+    def _use_cache(
+        self,
+        root: Path,
+        cache_dir: str | Path | None,
+        name: str,
+        keys: Sequence[str],
+        build: Callable[[Path, str], np.ndarray],
+    ) -> None:
+        """Hold the images of cache ``name``, building it with ``build`` if need be.
+
+        The cache on disk is used if it was made from ``keys`` at this size; otherwise
+        ``build(directory, name)`` writes it. The folder is ``cache_dir``, by default
+        ``root/cache``.
+        """
+        directory = Path(cache_dir) if cache_dir is not None else root / "cache"
+        images = load_image_cache(directory, name, keys, self.resize)
+        if images is None:
+            images = build(directory, name)
+        self._set_images(images, directory / f"{name}.npy")
 
     def _set_class_rows(self, class_rows: dict[str, np.ndarray], where: str) -> None:
         """Group rows by class and check that every class has enough images for a task."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from metacrl.data.class_images import MODES, ClassImageTasks
-from metacrl.data.image_cache import build_image_cache, load_image_cache
+from metacrl.data.image_cache import build_image_cache
 from metacrl.data.image_decode import decode_image, resize_images
 from metacrl.data.miniimagenet_csv import read_split_csv
 from metacrl.data.miniimagenet_pickle import pickle_path, read_split_pickle, warn_if_other_split
@@ -147,23 +147,24 @@ class MiniImagenet(ClassImageTasks):
         split = read_split_csv(csv_path)
         self._set_classes(split.labels, where=str(csv_path))
         images_dir = self.root / "images"
-        self.files = [images_dir / name for name in split.filenames]
+        files = [images_dir / name for name in split.filenames]
+        self.files = files
         if cache:
-            directory = Path(cache_dir) if cache_dir is not None else self.root / "cache"
-            name = f"{self.mode}-{self.resize}px"
-            images = load_image_cache(directory, name, split.filenames, self.resize)
-            if images is None:
+
+            def build(directory: Path, name: str) -> np.ndarray:
                 self._check_files(split.lines, csv_path, images_dir)
-                images = build_image_cache(
+                return build_image_cache(
                     directory,
                     name,
-                    self.files,
+                    files,
                     split.filenames,
                     self.resize,
                     progress=progress,
                     desc=f"caching miniImageNet {self.mode} at {self.resize}px",
                 )
-            self._set_images(images, directory / f"{name}.npy")
+
+            name = f"{self.mode}-{self.resize}px"
+            self._use_cache(self.root, cache_dir, name, split.filenames, build)
         else:
             self._check_files(split.lines, csv_path, images_dir)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from metacrl.data.class_images import ClassImageTasks
-from metacrl.data.image_cache import build_image_cache, load_image_cache
+from metacrl.data.image_cache import build_image_cache
 from metacrl.data.image_decode import decode_image
 from metacrl.validation import check_int
 
@@ -206,11 +206,9 @@ class Omniglot(ClassImageTasks):
         self._turns = turns
 
         if cache:
-            directory = Path(cache_dir) if cache_dir is not None else self.root / "cache"
-            name = f"omniglot-{self.resize}px"
-            images = load_image_cache(directory, name, filenames, self.resize)
-            if images is None:
-                images = build_image_cache(
+
+            def build(directory: Path, name: str) -> np.ndarray:
+                return build_image_cache(
                     directory,
                     name,
                     self.files,
@@ -219,7 +217,8 @@ class Omniglot(ClassImageTasks):
                     progress=progress,
                     desc=f"caching Omniglot at {self.resize}px",
                 )
-            self._set_images(images, directory / f"{name}.npy")
+
+            self._use_cache(self.root, cache_dir, f"omniglot-{self.resize}px", filenames, build)
         self._set_class_rows(class_rows, where=str(_omniglot_folder(self.root)))
 
     @staticmethod

@@ -35,7 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from metacrl.data.class_images import ClassImageTasks
-from metacrl.data.image_cache import build_array_cache, load_image_cache
+from metacrl.data.image_cache import build_array_cache
 from metacrl.data.image_decode import resize_images
 from metacrl.data.miniimagenet_pickle import load_format_pickle
 
@@ -273,12 +273,10 @@ class TieredImagenet(ClassImageTasks):
                 f"{images_path} holds {shape[0]} images but {labels_path} labels {count}"
             )
         if cache:
-            directory = Path(cache_dir) if cache_dir is not None else self.root / "cache"
-            name = f"tiered-imagenet-{self.mode}-{self.resize}px"
             keys = [f"{images_path.name}[{i}]" for i in range(count)]
-            images = load_image_cache(directory, name, keys, self.resize)
-            if images is None:
-                images = build_array_cache(
+
+            def build(directory: Path, name: str) -> np.ndarray:
+                return build_array_cache(
                     directory,
                     name,
                     _npz_chunks(images_path),
@@ -287,7 +285,9 @@ class TieredImagenet(ClassImageTasks):
                     progress=progress,
                     desc=f"caching tieredImageNet {self.mode} at {self.resize}px",
                 )
-            self._set_images(images, directory / f"{name}.npy")
+
+            name = f"tiered-imagenet-{self.mode}-{self.resize}px"
+            self._use_cache(self.root, cache_dir, name, keys, build)
         else:
             rgb = np.concatenate(list(_npz_chunks(images_path)))
             desc = f"resizing tieredImageNet {self.mode}"
