@@ -53,13 +53,16 @@ _GRADIENT_LEARNERS: dict[str, type[MAML] | type[ANIL]] = {
     "metasgd": MetaSGD,
 }
 
-_BENCHMARKS: dict[str, type[Omniglot] | type[CIFARFS] | type[FC100] | type[TieredImagenet]] = {
+_BENCHMARKS: dict[
+    str, type[MiniImagenet] | type[Omniglot] | type[CIFARFS] | type[FC100] | type[TieredImagenet]
+] = {
+    "miniimagenet": MiniImagenet,
     "omniglot": Omniglot,
     "cifar-fs": CIFARFS,
     "fc100": FC100,
     "tiered-imagenet": TieredImagenet,
 }
-"""The benchmarks read from ``--data-root`` besides miniImageNet, by ``--dataset``."""
+"""The benchmarks read from ``--data-root``, by ``--dataset``."""
 _GREY_DATASETS = ("omniglot",)
 """The datasets whose images have one channel (the backbone's ``in_channels``)."""
 
@@ -183,26 +186,13 @@ def build_dataset(
             progress=progress,
         )
     root = Path(_filled(cfg.data_root, "data_root"))
-    if cfg.dataset in _BENCHMARKS:
-        return _BENCHMARKS[cfg.dataset](
-            root,
-            mode=split,
-            n_way=cfg.ways,
-            k_shot=cfg.shots,
-            k_query=cfg.queries,
-            batchsz=tasks,
-            resize=size,
-            seed=seed,
-            cache_dir=cfg.cache_dir,
-            progress=progress,
-        )
-    if root.is_file():
+    if cfg.dataset == "miniimagenet" and root.is_file():
         raise ConfigError(
             f"--data-root {root} is one file, which would serve as the training, validation "
             "and test split alike (training on test classes): give the folder that holds "
             "mini-imagenet-cache-{train,validation,test}.pkl"
         )
-    return MiniImagenet(
+    return _BENCHMARKS[cfg.dataset](
         root,
         mode=split,
         n_way=cfg.ways,
