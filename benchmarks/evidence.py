@@ -274,7 +274,18 @@ def run_missing(suite: str, runs: list[Run], args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- reporting
 def load(suite: str, folder: Path = RESULTS) -> dict[str, list[dict[str, Any]]]:
     """The finished runs of a suite by name; refuses a run its definition no longer trains."""
-    runs = {run.id: run for run in suite_runs(suite, ARMS)}
+    return load_records(suite, suite_runs(suite, ARMS), folder)
+
+
+def load_records(
+    suite: str, definitions: list[Run], folder: Path = RESULTS
+) -> dict[str, list[dict[str, Any]]]:
+    """The JSON records in ``folder/suite`` by run name, each checked against its definition.
+
+    Raises ``SystemExit`` for a record no run of ``definitions`` has, or one whose stored
+    configuration differs from what its definition trains today (:func:`differing_settings`).
+    """
+    runs = {run.id: run for run in definitions}
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in sorted((folder / suite).glob("*.json")):
         record = json.loads(path.read_text())

@@ -19,11 +19,9 @@ best validation accuracy of that seed, and the first at fixed levels.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +31,13 @@ from evidence import (
     SWEEP,
     Run,
     chosen,
-    config_of,
     fmt,
+    load_records,
     mean_ci,
     paired,
     run_missing,
     test_scores,
 )
-from run_config import differing_settings
 
 SUITE = "long"
 ITERATIONS = 2000
@@ -74,21 +71,7 @@ def suite_runs(device: str | None = None) -> list[Run]:
 
 def load(folder: Path = RESULTS) -> dict[str, list[dict[str, Any]]]:
     """The finished runs by name; refuses a run the suite no longer trains as stored."""
-    runs = {run.id: run for run in suite_runs()}
-    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in sorted((folder / SUITE).glob("*.json")):
-        record = json.loads(path.read_text())
-        run = runs.get(f"{record['name']}-s{record['seed']}")
-        if run is None:
-            raise SystemExit(f"{path}: no run of the {SUITE} suite has this name and seed")
-        keys = differing_settings(config_of(run).as_dict(), record["config"], metacrl=run.metacrl)
-        if keys:
-            raise SystemExit(
-                f"{path} was trained with other settings than {run.name!r} has today "
-                f"({', '.join(keys)}): delete it and run it again"
-            )
-        by_name[record["name"]].append(record)
-    return by_name
+    return load_records(SUITE, suite_runs(), folder)
 
 
 def curve(record: dict[str, Any]) -> dict[int, float]:
