@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from metacrl.cli.config import TrainConfig
@@ -29,3 +32,12 @@ def tiny_config(**changes: object) -> TrainConfig:
 @pytest.fixture
 def clusters() -> ClusterTasks:
     return ClusterTasks()
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Restore the process's umask after a test that sets it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)

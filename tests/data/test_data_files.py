@@ -7,7 +7,6 @@ import os
 import pickle
 import stat
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,6 @@ from metacrl.data.miniimagenet_pickle import read_split_pickle
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Restore the process's umask after a test that sets it."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield
-    os.umask(old)
 
 
 def format_data(classes: int = 3, per_class: int = 4, size: int = 8) -> dict[str, object]:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ from metacrl.train import (
 )
 
 from conftest import tiny_config
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Restore the process's umask after a test that sets it."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield
-    os.umask(old)
 
 
 def write_lines(path: Path, *lines: str) -> None:
