@@ -1,19 +1,23 @@
 """What MetaCRL costs: time per meta-iteration and peak memory, measured side by side.
 
-    python benchmarks/cost.py              # all tables (about 20 minutes on a 2-core CPU)
+    python benchmarks/cost.py              # all tables (about 35 minutes on a 2-core CPU)
     python benchmarks/cost.py --quick      # tiny sizes, a smoke run
+    python benchmarks/cost.py --tables learners replay     # some of them
 
 Tables (each row is the median of ``--repeats`` timed meta-steps after ``--warmup`` untimed ones,
 at least ``replay`` with MetaCRL so that its replay is full; forward + backward + optimiser step):
 
-1. each learner with and without MetaCRL: MAML's miniImageNet setting (Conv4-32, 84x84, 5-way
-   1-shot, 15 queries, meta-batch 4, 5 inner steps at 0.01, second order);
-2. the inner-loop backends (func, higher, vmap) and first against second order, MAML;
-3. where MetaCRL's time goes: MAML with cheaper MetaCRL settings, interleaved in one process;
-4. how MAML's time grows with the meta-batch, the ways and the inner steps (32x32 to keep it
-   short on a CPU).
+1. ``learners``: each learner without MetaCRL, with MetaCRL at the library's defaults, and with
+   the other environment size (``env_queries``): MAML's miniImageNet setting (Conv4-32, 84x84,
+   5-way 1-shot, 15 queries, meta-batch 4, 5 inner steps at 0.01, second order);
+   ``learners-32`` the same at 32x32, ``learners-mb8`` at meta-batch 8;
+2. ``backends``: the inner-loop backends (func, higher, vmap) and first against second order;
+3. ``overhead``: where MetaCRL's time goes: MAML with cheaper MetaCRL settings;
+4. ``replay``: how MetaCRL's added time grows with the replayed meta-batches (MAML);
+5. ``scaling``: how MAML's time grows with the meta-batch, the ways and the inner steps (32x32
+   to keep it short on a CPU).
 
-Times in tables 1-3 are measured round-robin in one process (one step of each row in turn), so
+Times in tables 1-4 are measured round-robin in one process (one step of each row in turn), so
 that the ratios compare rows under the same conditions. Peak memory: on CUDA
 ``torch.cuda.max_memory_allocated``; on the CPU each row runs once more in a fresh process and
 the table shows its peak resident memory (``VmHWM``) above that of the same process before
@@ -38,6 +42,7 @@ from timing import time_meta_steps
 from metacrl import ANIL, MAML, MetaCRLRegularizer, MetaSGD, ProtoNet
 from metacrl.learners import Learner
 from metacrl.models import Conv4
+from metacrl.regularizer import DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,18 @@ class Setting:
     image_size: int = 84
     hidden: int = 32
     bf16: bool = False
-    mode: str = "alternating"  # MetaCRL settings (library defaults)
-    crl_steps: int = 5
-    replay: int = 3
-    env_queries: int | None = None
+    mode: str = DEFAULTS.mode  # MetaCRL settings: the library's defaults
+    crl_steps: int = DEFAULTS.crl_steps
+    replay: int = DEFAULTS.replay
+    env_queries: int | None = DEFAULTS.env_queries
+
+
+# The other choice of environment size, timed beside the default in the learners table.
+OTHER_ENV_QUERIES = 10 if DEFAULTS.env_queries is None else None
+
+
+def env_label(env_queries: int | None) -> str:
+    return "all queries" if env_queries is None else f"{env_queries} queries"
 
 
 def build(s: Setting, device: torch.device) -> tuple[Learner, tuple[torch.Tensor, ...]]:
@@ -184,27 +197,35 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def learner_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    """Each learner plain, with MetaCRL at the defaults, and with the other environment size."""
     names = ("maml", "anil", "metasgd", "protonet")
-    settings = [replace(base, learner=n, metacrl=crl) for n in names for crl in (False, True)]
+    arms = ({"metacrl": False}, {"metacrl": True},
+            {"metacrl": True, "env_queries": OTHER_ENV_QUERIES})  # fmt: skip
+    settings = [replace(base, learner=n, **arm) for n in names for arm in arms]
     seconds, peaks = time_and_memory(settings, device, warmup, repeats)
     rows = []
     for i, name in enumerate(names):
-        (plain, crl), (plain_mib, crl_mib) = seconds[2 * i : 2 * i + 2], peaks[2 * i : 2 * i + 2]
+        (plain, crl, other) = seconds[3 * i : 3 * i + 3]
+        (plain_mib, crl_mib, other_mib) = peaks[3 * i : 3 * i + 3]
         rows.append([
             name,
             f"{plain:.3f}",
             f"{crl:.3f}",
             f"{crl / plain:.2f}x",
+            f"{other / plain:.2f}x",
             f"{plain_mib:.0f}",
             f"{crl_mib:.0f}",
             f"{crl_mib / max(plain_mib, 1e-9):.2f}x",
+            f"{other_mib / max(plain_mib, 1e-9):.2f}x",
         ])  # fmt: skip
-    header = ["learner", "s/step", "+MetaCRL s/step", "time ratio", "peak MiB",
-              "+MetaCRL peak MiB", "memory ratio"]  # fmt: skip
+    default, other = env_label(base.env_queries), env_label(OTHER_ENV_QUERIES)
+    header = ["learner", "s/step", "+MetaCRL s/step", "time ratio",
+              f"time ratio, environments of {other}", "peak MiB", "+MetaCRL peak MiB",
+              "memory ratio", f"memory ratio, {other}"]  # fmt: skip
     return table(
         f"Each learner with and without MetaCRL ({base.image_size}x{base.image_size}, "
         f"{base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch}, "
-        f"{base.inner_steps} inner steps)",
+        f"{base.inner_steps} inner steps; MetaCRL at the defaults: environments of {default})",
         header,
         rows,
     )
@@ -288,6 +309,25 @@ def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: in
     )
 
 
+def replay_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    """How MetaCRL's added time grows with the replayed meta-batches (MAML, interleaved)."""
+    replays = (0, 1, 3, 6, 10)
+    settings = [replace(base, metacrl=False)]
+    settings += [replace(base, metacrl=True, replay=r) for r in replays]
+    seconds = interleaved_seconds(settings, device, warmup, repeats)
+    plain = seconds[0]
+    rows = [["MAML without MetaCRL", "-", f"{plain:.3f}", "1.00x", "-"]]
+    for r, t in zip(replays, seconds[1:], strict=True):
+        rows.append(["+ MetaCRL", str(r), f"{t:.3f}", f"{t / plain:.2f}x", f"{t - plain:.3f}"])
+    return table(
+        f"How MetaCRL's added time grows with replay: MAML ({base.image_size}x"
+        f"{base.image_size}, {base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch}; "
+        f"environments of {env_label(base.env_queries)})",
+        ["variant", "replay", "s/step", "vs MAML", "added s/step"],
+        rows,
+    )
+
+
 def scaling_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
     rows = []
     for label, field, values in (
@@ -314,8 +354,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
     parser.add_argument(
-        "--tables", nargs="+", default=["learners", "backends", "overhead", "scaling"]
-    )
+        "--tables",
+        nargs="+",
+        default=["learners", "learners-32", "learners-mb8", "backends", "overhead", "replay",
+                 "scaling"],
+        help="which tables, in order (default: all)",
+    )  # fmt: skip
     args = parser.parse_args()
     device = torch.device(args.device)
     warmup, repeats = (0, 1) if args.quick else (args.warmup, args.repeats)
@@ -325,6 +369,9 @@ def main() -> None:
     print(f"device: {name}, {torch.get_num_threads()} threads; torch {torch.__version__}\n")
     makers = {
         "learners": lambda: learner_table(base, device, warmup, repeats),
+        "learners-32": lambda: learner_table(small, device, warmup, repeats),
+        "learners-mb8": lambda: learner_table(replace(base, meta_batch=8), device, warmup, repeats),
+        "replay": lambda: replay_table(base, device, warmup, repeats),
         "backends": lambda: backend_table(base, device, warmup, repeats),
         "overhead": lambda: overhead_table(base, device, warmup, repeats),
         "scaling": lambda: scaling_table(small, device, warmup, repeats),
