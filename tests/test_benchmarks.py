@@ -63,6 +63,22 @@ def test_cost_script_prints_its_tables():
     assert "| + MetaCRL, environments of 10 queries (2 a class) |" in overhead
 
 
+def test_cost_script_times_each_learner_at_both_environment_sizes_and_replay_growth():
+    out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "learners", "replay")
+    learners, replay = out.split("### How MetaCRL's added time grows with replay")
+    rows = [line.split("|")[1:-1] for line in learners.splitlines() if line.startswith("| ")]
+    header, body = rows[0], rows[2:]
+    assert len(header) == 9 and "environments of" in header[4]
+    assert [r[0].strip() for r in body] == ["maml", "anil", "metasgd", "protonet"]
+    for row in body:  # every ratio is the row's own time (or memory) over the plain learner's
+        plain, crl, ratio = float(row[1]), float(row[2]), float(row[3].strip()[:-1])
+        assert abs(ratio - crl / plain) <= 0.005 + 0.0005 * (1 + ratio) / plain  # rounding
+        assert float(row[4].strip()[:-1]) > 0
+    rows = [line.split("|")[1:-1] for line in replay.splitlines() if line.startswith("| ")][2:]
+    assert [r[1].strip() for r in rows] == ["-", "0", "1", "3", "6", "10"]
+    assert all(float(r[2]) > 0 for r in rows)
+
+
 def test_gpu_check_script_runs_on_the_cpu_in_quick_mode():
     out = _run("gpu_check.py", "--quick", "--device", "cpu")
     assert out.startswith("device: CPU")
@@ -116,6 +132,22 @@ def test_evidence_controls_are_the_1_shot_rows_with_their_settings(monkeypatch):
         else:
             assert run.metacrl and run.settings["rho"] == 0.0
             assert run.settings["invariance"] == "vrex"
+
+
+def test_evidence_fast_arm_is_the_1_shot_metacrl_arm_with_fewer_environment_queries(
+    monkeypatch,
+):
+    evidence = _evidence()
+    monkeypatch.setattr(evidence, "chosen", lambda: "alt-vrex1")
+    full = {r.name: r for r in evidence.suite_runs("grid", ("metacrl",))}
+    fast = evidence.suite_runs("grid", ("metacrl-fast",))
+    assert {r.name for r in fast} == {
+        f"shapes-1shot-{learner}-metacrl-fast" for learner in evidence.LEARNERS
+    }
+    for run in fast:
+        twin = full[run.name.removesuffix("-fast")]
+        assert run.metacrl and run.seed in evidence.SEEDS
+        assert run.settings == {**twin.settings, "env_queries": evidence.FAST_ENV_QUERIES}
 
 
 def test_evidence_statistics_pair_runs_by_seed():
