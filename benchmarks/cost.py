@@ -11,6 +11,9 @@ at least ``replay`` with MetaCRL so that its replay is full; forward + backward 
    the other environment size (``env_queries``): MAML's miniImageNet setting (Conv4-32, 84x84,
    5-way 1-shot, 15 queries, meta-batch 4, 5 inner steps at 0.01, second order);
    ``learners-32`` the same at 32x32, ``learners-mb8`` at meta-batch 8;
+   ``profile``: where the added time goes, from :mod:`metacrl.profiling`'s ranges under
+   ``torch.profiler`` (the extra backbone pass, the causal steps, and the rest: the gates
+   inside the meta-step and their backward);
 2. ``backends``: the inner-loop backends (func, higher, vmap) and first against second order;
 3. ``overhead``: where MetaCRL's time goes: MAML with cheaper MetaCRL settings;
 4. ``replay``: how MetaCRL's added time grows with the replayed meta-batches (MAML);
@@ -42,6 +45,7 @@ from timing import time_meta_steps
 from metacrl import ANIL, MAML, MetaCRLRegularizer, MetaSGD, ProtoNet
 from metacrl.learners import Learner
 from metacrl.models import Conv4
+from metacrl.profiling import CAUSAL_STEP_RANGE, TASK_FEATURES_RANGE
 from metacrl.regularizer import DEFAULTS
 
 
@@ -309,6 +313,58 @@ def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: in
     )
 
 
+def profiled_ranges(
+    s: Setting, device: torch.device, warmup: int, repeats: int
+) -> dict[str, float]:
+    """Seconds per meta-step inside MetaCRL's profiler ranges (:mod:`metacrl.profiling`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    learner, batch, opt, autocast = prepare(s, device)
+    time_meta_steps(learner, batch, opt, autocast, device, steady_warmup(s, warmup), 0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        time_meta_steps(learner, batch, opt, autocast, device, 0, repeats)
+    totals = {event.key: event.cpu_time_total for event in prof.key_averages()}
+    return {name: totals.get(name, 0.0) / 1e6 / repeats
+            for name in (TASK_FEATURES_RANGE, CAUSAL_STEP_RANGE)}  # fmt: skip
+
+
+def profile_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
+    """Where MetaCRL's added time goes, per learner and environment size (CPU only)."""
+    names = ("maml", "anil", "metasgd", "protonet")
+    sizes = (base.env_queries, OTHER_ENV_QUERIES)
+    settings = [replace(base, learner=n, metacrl=False) for n in names]
+    settings += [
+        replace(base, learner=n, metacrl=True, env_queries=q) for n in names for q in sizes
+    ]
+    seconds = interleaved_seconds(settings, device, warmup, repeats)
+    plain = dict(zip(names, seconds[: len(names)], strict=True))
+    rows = []
+    for s, t in zip(settings[len(names) :], seconds[len(names) :], strict=True):
+        ranges = profiled_ranges(s, device, warmup, repeats)
+        added = t - plain[s.learner]
+        backbone, causal = ranges[TASK_FEATURES_RANGE], ranges[CAUSAL_STEP_RANGE]
+        rows.append([
+            s.learner, env_label(s.env_queries), f"{plain[s.learner]:.3f}", f"{t:.3f}",
+            f"{added:.3f}", f"{backbone:.3f}", f"{causal:.3f}",
+            f"{added - backbone - causal:.3f}",
+        ])  # fmt: skip
+    return table(
+        f"Where MetaCRL's added time goes ({base.image_size}x{base.image_size}, "
+        f"{base.ways}-way {base.shots}-shot, meta-batch {base.meta_batch})",
+        [
+            "learner",
+            "environments",
+            "s/step",
+            "+MetaCRL s/step",
+            "added",
+            "extra backbone pass",
+            "causal steps",
+            "the rest",
+        ],  # fmt: skip
+        rows,
+    )
+
+
 def replay_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
     """How MetaCRL's added time grows with the replayed meta-batches (MAML, interleaved)."""
     replays = (0, 1, 3, 6, 10)
@@ -356,8 +412,8 @@ def main() -> None:
     parser.add_argument(
         "--tables",
         nargs="+",
-        default=["learners", "learners-32", "learners-mb8", "backends", "overhead", "replay",
-                 "scaling"],
+        default=["learners", "profile", "learners-32", "learners-mb8", "backends", "overhead",
+                 "replay", "scaling"],
         help="which tables, in order (default: all)",
     )  # fmt: skip
     args = parser.parse_args()
@@ -372,6 +428,7 @@ def main() -> None:
         "learners-32": lambda: learner_table(small, device, warmup, repeats),
         "learners-mb8": lambda: learner_table(replace(base, meta_batch=8), device, warmup, repeats),
         "replay": lambda: replay_table(base, device, warmup, repeats),
+        "profile": lambda: profile_table(base, device, warmup, repeats),
         "backends": lambda: backend_table(base, device, warmup, repeats),
         "overhead": lambda: overhead_table(base, device, warmup, repeats),
         "scaling": lambda: scaling_table(small, device, warmup, repeats),

@@ -18,7 +18,7 @@ ROOT = Path(metacrl.__file__).parent
 
 # Bottom to top; a unit imports only from its own layer or the layers below it.
 LAYERS: list[set[str]] = [
-    {"errors", "typing", "validation"},
+    {"errors", "profiling", "typing", "validation"},
     {"models"},
     {"learners"},
     {"regularizer"},

@@ -79,6 +79,21 @@ def test_cost_script_times_each_learner_at_both_environment_sizes_and_replay_gro
     assert all(float(r[2]) > 0 for r in rows)
 
 
+def test_cost_profile_finds_the_extra_backbone_pass_only_where_the_backbone_adapts():
+    out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "profile")
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")][2:]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        (learner, size)
+        for learner in ("maml", "anil", "metasgd", "protonet")
+        for size in ("all queries", "10 queries")
+    ]
+    for row in rows:
+        backbone, causal = float(row[5]), float(row[6])
+        # MAML and Meta-SGD run a pass of their own; ANIL and ProtoNet share the meta-step's
+        assert (backbone > 0) == (row[0].strip() in ("maml", "metasgd"))
+        assert causal > 0
+
+
 def test_gpu_check_script_runs_on_the_cpu_in_quick_mode():
     out = _run("gpu_check.py", "--quick", "--device", "cpu")
     assert out.startswith("device: CPU")

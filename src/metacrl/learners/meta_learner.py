@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from metacrl.errors import NonFiniteLossError
 from metacrl.learners.feature_memo import FeatureMemo
@@ -20,6 +21,7 @@ from metacrl.learners.meta_batch import MetaBatch, as_meta_batch
 from metacrl.learners.outputs import EvalOutput, MetaStepOutput
 from metacrl.models.contract import check_model
 from metacrl.models.task_model import TaskModel
+from metacrl.profiling import TASK_FEATURES_RANGE
 from metacrl.typing import Backend, HeadTransform, LossFn, LossName, Predictor, TransformFactory
 from metacrl.validation import check_int
 
@@ -298,7 +300,7 @@ class MetaLearner(Learner):
             >>> len(tasks), tasks[0].support_features.shape, tasks[0].query_features.requires_grad
             (2, torch.Size([6, 8]), False)
         """
-        with torch.no_grad():
+        with torch.no_grad(), record_function(TASK_FEATURES_RANGE):
             return self._features_of(batch)[0]
 
     @contextmanager

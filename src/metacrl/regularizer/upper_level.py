@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from metacrl.errors import NonFiniteLossError
 from metacrl.learners import TaskFeatures
+from metacrl.profiling import CAUSAL_OBJECTIVE_RANGE, CAUSAL_STEP_RANGE
 from metacrl.regularizer.causal_step import causal_step
 from metacrl.regularizer.module import MetaCRLModule
 from metacrl.typing import HeadTask, LossFn
@@ -64,7 +66,8 @@ class UpperLevel:
         self.loss_fn = loss_fn
         self.metrics: dict[str, float] = {}
         if not self.joint:
-            terms = causal_step(module, self.environments, head_task, loss_fn)
+            with record_function(CAUSAL_STEP_RANGE):
+                terms = causal_step(module, self.environments, head_task, loss_fn)
             self.metrics.update(terms.metrics())
 
     @property
@@ -93,7 +96,8 @@ class UpperLevel:
         if not self.joint:
             return query_loss
         reg = self.module
-        terms = reg.causal_objective(self.environments, self.head_task, self.loss_fn)
+        with record_function(CAUSAL_OBJECTIVE_RANGE):
+            terms = reg.causal_objective(self.environments, self.head_task, self.loss_fn)
         loss = query_loss + reg.lambda_inv * terms.invariance + terms.disentanglement
         self.metrics.update(terms.metrics())
         if not bool(torch.isfinite(loss)):
