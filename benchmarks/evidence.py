@@ -515,11 +515,11 @@ def report_fast() -> list[str]:
     lines = [
         f"### Environments of {FAST_ENV_QUERIES} queries: ConfoundedShapes 5-way 1-shot",
         "",
-        f"+ MetaCRL with `env_queries={FAST_ENV_QUERIES}` (the causal step sees"
-        f" {FAST_ENV_QUERIES} of each",
-        "task's 75 query examples, evenly spread over the classes) against + MetaCRL with all",
-        "of them (the grid's arm). Test accuracy (%) over 600 episodes; gains paired by seed",
-        "with the base learner, mean ± 95% CI over the seeds all three arms have.",
+        f"The MetaCRL arm with `env_queries={FAST_ENV_QUERIES}` (the causal step sees"
+        f" {FAST_ENV_QUERIES} of each task's",
+        "75 query examples, evenly spread over the classes) against the grid's arm, which sees",
+        "all of them. Test accuracy (%) over 600 episodes; gains paired by seed with the base",
+        "learner, mean ± 95% CI over the seeds all three arms have.",
         "",
         f"| learner | seeds | base | + MetaCRL | + MetaCRL, {FAST_ENV_QUERIES} queries "
         f"| gain | gain, {FAST_ENV_QUERIES} queries | {FAST_ENV_QUERIES} queries − all |",
