@@ -263,6 +263,9 @@ def run_missing(suite: str, runs: list[Run], args: argparse.Namespace) -> None:
     todo = [r for i, r in enumerate(missing) if i % parts == index - 1]
     print(f"{suite}: {len(todo)} runs here, {len(missing)} of {len(runs)} missing", flush=True)
     for i, run in enumerate(todo, 1):
+        if run.path.exists():  # another process (say, a --match run) has finished it since
+            print(f"[{i}/{len(todo)}] {run.id}: done elsewhere, skipped", flush=True)
+            continue
         start = time.perf_counter()
         record = execute(run)
         run.path.parent.mkdir(parents=True, exist_ok=True)

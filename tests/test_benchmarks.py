@@ -266,6 +266,29 @@ def test_evidence_refuses_a_run_its_suite_no_longer_trains(tmp_path, monkeypatch
         evidence.load("grid", tmp_path)
 
 
+def test_evidence_runner_skips_a_run_another_process_finished_meanwhile(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    evidence = _evidence()
+    monkeypatch.setattr(evidence, "RESULTS", tmp_path)
+    first, second = (evidence.Run("demo", f"run-{i}", 0, False, {}) for i in range(2))
+    trained = []
+
+    def execute(run):  # while the first trains, another process finishes the second
+        trained.append(run.id)
+        second.path.parent.mkdir(parents=True, exist_ok=True)
+        second.path.write_text(json.dumps({"by": "elsewhere"}))
+        return {"result": {"best_val": 0.5, "test": {"accuracy": 0.5}}}
+
+    monkeypatch.setattr(evidence, "execute", execute)
+    args = argparse.Namespace(threads=1, part="1/1", match=None)
+    evidence.run_missing("demo", [first, second], args)
+    assert trained == ["run-0-s0"]
+    assert json.loads(second.path.read_text()) == {"by": "elsewhere"}
+    assert json.loads(first.path.read_text())["result"]["best_val"] == 0.5
+
+
 def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
     import json
 
