@@ -282,6 +282,7 @@ def test_evidence_runner_skips_a_run_another_process_finished_meanwhile(tmp_path
         return {"result": {"best_val": 0.5, "test": {"accuracy": 0.5}}}
 
     monkeypatch.setattr(evidence, "execute", execute)
+    monkeypatch.setattr(evidence.torch, "set_num_threads", lambda n: None)  # keep pytest's
     args = argparse.Namespace(threads=1, part="1/1", match=None)
     evidence.run_missing("demo", [first, second], args)
     assert trained == ["run-0-s0"]
