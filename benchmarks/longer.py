@@ -43,6 +43,7 @@ SUITE = "long"
 ITERATIONS = 2000
 LEARNERS = ("maml", "protonet")
 ARMS = ("base", "metacrl", "oracle")
+ARM_LABELS = {"base": "base (rho 0.9)", "metacrl": "+ MetaCRL", "oracle": "oracle (rho 0)"}
 CHECKPOINTS = (100, 300, 500, 1000, 2000)  # iterations at which mean validation is tabled
 LEVELS = (0.80, 0.85, 0.90)  # validation accuracies whose first reaching is tabled
 
@@ -187,7 +188,8 @@ def figure(path: Path, folder: Path = RESULTS) -> None:
             stats = [mean_ci([curve(r)[it] for r in records]) for it in its]
             mean = [100 * m for m, _ in stats]
             ci = [0.0 if math.isnan(c) else 100 * c for _, c in stats]
-            ax.plot(its, mean, label=f"{arm} ({len(records)} seeds)")
+            seeds = f"{len(records)} seed{'s' if len(records) > 1 else ''}"
+            ax.plot(its, mean, label=f"{ARM_LABELS[arm]} ({seeds})")
             ax.fill_between(
                 its, [m - c for m, c in zip(mean, ci, strict=True)],
                 [m + c for m, c in zip(mean, ci, strict=True)], alpha=0.2,
