@@ -75,6 +75,25 @@ def load(folder: Path = RESULTS) -> dict[str, list[dict[str, Any]]]:
     return load_records(SUITE, suite_runs(), folder)
 
 
+def complete(
+    runs: dict[str, list[dict[str, Any]]],
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """The runs of the seeds every arm of their learner has finished, and the ids left out.
+
+    Tables and curves then compare the arms on the same seeds (the same tasks and starts).
+    """
+    kept: dict[str, list[dict[str, Any]]] = {}
+    left_out = []
+    for learner in LEARNERS:
+        names = [f"shapes-1shot-{learner}-{arm}" for arm in ARMS]
+        seeds = set.intersection(*({r["seed"] for r in runs.get(n, [])} for n in names))
+        for name in names:
+            records = sorted(runs.get(name, []), key=lambda r: r["seed"])
+            kept[name] = [r for r in records if r["seed"] in seeds]
+            left_out += [f"{name}-s{r['seed']}" for r in records if r["seed"] not in seeds]
+    return kept, left_out
+
+
 def curve(record: dict[str, Any]) -> dict[int, float]:
     """A run's validation accuracy by iteration."""
     return {int(it): float(acc) for it, acc in record["result"]["curve"]}
@@ -106,9 +125,12 @@ def _iterations(values: list[int | None]) -> str:
 
 
 def report(folder: Path = RESULTS) -> list[str]:
-    runs = load(folder)
+    runs, left_out = complete(load(folder))
     lines = [
         f"### Longer training: {ITERATIONS} meta-iterations, ConfoundedShapes 5-way 1-shot",
+        "",
+        "Each learner's arms are compared on the seeds all three have finished"
+        + (f"; left out until their seed is complete: {', '.join(left_out)}." if left_out else "."),
         "",
         "Test accuracy (%) of the best-validation checkpoint over 600 episodes, neutral and",
         "conflict, mean ± 95% CI over seeds; gain: the arm minus the base learner, paired by",
@@ -177,7 +199,7 @@ def figure(path: Path, folder: Path = RESULTS) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = load(folder)
+    runs, _ = complete(load(folder))
     fig, axes = plt.subplots(1, len(LEARNERS), figsize=(10, 3.6), sharey=True)
     for ax, learner in zip(axes, LEARNERS, strict=True):
         for arm in ARMS:

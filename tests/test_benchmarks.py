@@ -302,7 +302,9 @@ def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
     # base learns to 0.80 by iteration 2000; MetaCRL passes that at 300; 0.01 more per seed
     slopes = {"base": 0.0003, "metacrl": 0.002, "oracle": 0.003}
     for run in longer.suite_runs():
-        if not run.name.startswith("shapes-1shot-maml") or run.seed == 2:
+        if not run.name.startswith("shapes-1shot-maml"):
+            continue
+        if run.seed == 2 and not run.name.endswith("metacrl"):  # seed 2: MetaCRL's run only
             continue
         slope = slopes[run.name.rsplit("-", 1)[1]]
         curve = [
@@ -319,6 +321,8 @@ def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
         }  # fmt: skip
         (tmp_path / "long" / f"{run.id}.json").write_text(json.dumps(record))
     lines = longer.report(tmp_path)
+    # seed 2 has no base or oracle run yet: left out of every table, and said so
+    assert "left out until their seed is complete: shapes-1shot-maml-metacrl-s2." in lines[2]
     row = next(line for line in lines if line.startswith("| maml | metacrl | 0, 1 |"))
     # test: best - 0.02, so MetaCRL 93, 93 against base 78, 79: gains 15, 14
     assert "| 14.5 ± 6.4 (2 seeds) |" in row
