@@ -69,6 +69,7 @@ class Setting:
     env_queries: int | None = DEFAULTS.env_queries
 
 
+LEARNER_NAMES = ("maml", "anil", "metasgd", "protonet")
 # The other choice of environment size, timed beside the default in the learners table.
 OTHER_ENV_QUERIES = 10 if DEFAULTS.env_queries is None else None
 
@@ -202,7 +203,7 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 def learner_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
     """Each learner plain, with MetaCRL at the defaults, and with the other environment size."""
-    names = ("maml", "anil", "metasgd", "protonet")
+    names = LEARNER_NAMES
     arms = ({"metacrl": False}, {"metacrl": True},
             {"metacrl": True, "env_queries": OTHER_ENV_QUERIES})  # fmt: skip
     settings = [replace(base, learner=n, **arm) for n in names for arm in arms]
@@ -330,7 +331,7 @@ def profiled_ranges(
 
 def profile_table(base: Setting, device: torch.device, warmup: int, repeats: int) -> str:
     """Where MetaCRL's added time goes, per learner and environment size (CPU only)."""
-    names = ("maml", "anil", "metasgd", "protonet")
+    names = LEARNER_NAMES
     sizes = (base.env_queries, OTHER_ENV_QUERIES)
     settings = [replace(base, learner=n, metacrl=False) for n in names]
     settings += [
@@ -360,7 +361,7 @@ def profile_table(base: Setting, device: torch.device, warmup: int, repeats: int
             "extra backbone pass",
             "causal steps",
             "the rest",
-        ],  # fmt: skip
+        ],
         rows,
     )
 

@@ -36,6 +36,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,6 +451,11 @@ def paired(a: list[float], b: list[float]) -> list[float]:
     return [x - y for x, y in zip(a, b, strict=True)]
 
 
+def common_seeds(groups: Iterable[list[dict[str, Any]]]) -> list[int]:
+    """The seeds every group of records has, in order: the runs an arms' comparison pairs."""
+    return sorted(set.intersection(*({r["seed"] for r in records} for records in groups)))
+
+
 def by_seed(records: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
     index = {r["seed"]: r for r in records}
     return [index[s] for s in seeds]
@@ -475,7 +481,7 @@ def report_controls() -> list[str]:
         arms = {
             arm: data.get(f"{key}-{arm}", []) for arm in ("base", "metacrl", "oracle", *CONTROLS)
         }
-        seeds = sorted(set.intersection(*({r["seed"] for r in v} for v in arms.values())))
+        seeds = common_seeds(arms.values())
         if not seeds:
             lines.append(f"| {learner} | none | " + " | ".join(["not measured"] * 5) + " |")
             continue
@@ -533,7 +539,7 @@ def report_fast() -> list[str]:
         arms = {arm: data.get(f"{key}-{arm}", []) for arm in ("base", "metacrl", "metacrl-fast")}
         if not arms["metacrl-fast"]:
             continue
-        seeds = sorted(set.intersection(*({r["seed"] for r in v} for v in arms.values())))
+        seeds = common_seeds(arms.values())
         score = {arm: test_scores(by_seed(v, seeds)) for arm, v in arms.items()}
         lines.append(
             f"| {learner} | {', '.join(map(str, seeds))} | {fmt(score['base'])} "

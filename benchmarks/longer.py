@@ -31,6 +31,7 @@ from evidence import (
     SWEEP,
     Run,
     chosen,
+    common_seeds,
     fmt,
     load_records,
     mean_ci,
@@ -86,7 +87,7 @@ def complete(
     left_out = []
     for learner in LEARNERS:
         names = [f"shapes-1shot-{learner}-{arm}" for arm in ARMS]
-        seeds = set.intersection(*({r["seed"] for r in runs.get(n, [])} for n in names))
+        seeds = set(common_seeds(runs.get(n, []) for n in names))
         for name in names:
             records = sorted(runs.get(name, []), key=lambda r: r["seed"])
             kept[name] = [r for r in records if r["seed"] in seeds]
