@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from metacrl.regularizer.power_iteration import power_iteration_norm
+
 __all__ = [
     "gate_loss",
     "irm_penalty",
@@ -54,7 +56,7 @@ def spectral_norm_estimate(matrix: Tensor, iterations: int = 10) -> Tensor:
 
     ``iterations`` power-iteration steps on ``matrix^T matrix`` from a fixed start, then the
     Rayleigh quotient: a smooth function of ``matrix`` with exact first and second derivatives
-    by autograd (no SVD, so nothing breaks where singular values coincide, as they do for an
+    (the first by one thin matrix product, see :mod:`metacrl.regularizer.power_iteration`; no SVD, so nothing breaks where singular values coincide, as they do for an
     orthogonal matrix). It approaches the true value from below: within a few per cent for
     random matrices, exact for orthonormal columns, fast where one direction dominates (the
     case it guards against: factor columns turned towards each other).
@@ -80,11 +82,7 @@ def spectral_norm_estimate(matrix: Tensor, iterations: int = 10) -> Tensor:
     if matrix.dim() != 2:
         raise ValueError(f"matrix must be 2-D [d, M], got {tuple(matrix.shape)}")
     d, m = matrix.shape
-    v = matrix.new_ones(m) / math.sqrt(m)
-    for _ in range(iterations):
-        v = matrix.T @ (matrix @ v)
-        v = v / v.norm().clamp_min(_EPS)
-    value = (matrix @ v).norm()
+    value = power_iteration_norm(matrix, iterations, _EPS)
     floor = math.sqrt(m / min(d, m))
     # The floor replaces only estimates that failed (start vector nearly orthogonal to the top
     # directions), so there is no kink where the estimate is right, e.g. orthonormal columns.
