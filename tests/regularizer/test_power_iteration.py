@@ -64,7 +64,8 @@ def test_first_and_second_derivatives_by_finite_differences():
 
 def test_second_order_gradient_equals_the_plain_iteration():
     a = _matrices()["wide"].requires_grad_()
-    direction = torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    direction = torch.randn(a.shape, dtype=torch.float64, generator=g)
 
     def hvp(f):
         (g,) = torch.autograd.grad(f(a, 10), a, create_graph=True)

@@ -56,8 +56,9 @@ def spectral_norm_estimate(matrix: Tensor, iterations: int = 10) -> Tensor:
 
     ``iterations`` power-iteration steps on ``matrix^T matrix`` from a fixed start, then the
     Rayleigh quotient: a smooth function of ``matrix`` with exact first and second derivatives
-    (the first by one thin matrix product, see :mod:`metacrl.regularizer.power_iteration`; no SVD, so nothing breaks where singular values coincide, as they do for an
-    orthogonal matrix). It approaches the true value from below: within a few per cent for
+    (the first by one thin matrix product, see :mod:`metacrl.regularizer.power_iteration`; no
+    SVD, so nothing breaks where singular values coincide, as they do for an orthogonal
+    matrix). It approaches the true value from below: within a few per cent for
     random matrices, exact for orthonormal columns, fast where one direction dominates (the
     case it guards against: factor columns turned towards each other).
 

@@ -1,4 +1,4 @@
-"""The power iteration behind :func:`~metacrl.regularizer.spectral_norm_estimate`, with a fast backward.
+"""The power iteration of :func:`~metacrl.regularizer.spectral_norm_estimate`, fast backward.
 
 Autograd through ``k`` steps of ``v <- A^T (A v) / ||.||`` builds ``2k + 1`` rank-one gradients
 of ``A``, each written out as a full ``[d, M]`` matrix and added to the others: for MetaCRL's
@@ -38,18 +38,29 @@ def _iterate(
 
 
 class PowerIterationNorm(torch.autograd.Function):
-    """``||A v_k||`` after ``k`` normalised power-iteration steps on ``A^T A`` from ``1/sqrt(M)``."""
+    """``||A v_k||`` after ``k`` normalised power-iteration steps of ``A^T A`` from ``1/sqrt(M)``.
+
+    The first-order backward repeats the iteration (cheap: ``2k + 1`` matrix-vector products)
+    rather than keeping the iterates, so that the function also works under ``torch.func``
+    transforms (``vmap`` by the generated rule).
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, matrix: Tensor, iterations: int, eps: float) -> Tensor:  # type: ignore[override]
+    def forward(matrix: Tensor, iterations: int, eps: float) -> Tensor:
         with torch.no_grad():
-            value, vs, us, ws = _iterate(matrix, iterations, eps)
-        ctx.save_for_backward(matrix)
-        ctx.iterations, ctx.eps, ctx.iterates = iterations, eps, (vs, us, ws)
+            value, *_ = _iterate(matrix, iterations, eps)
         return value
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        matrix, iterations, eps = inputs
+        ctx.save_for_backward(matrix)
+        ctx.iterations, ctx.eps = iterations, eps
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
         (matrix,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None
@@ -58,7 +69,9 @@ class PowerIterationNorm(torch.autograd.Function):
                 value, *_ = _iterate(matrix, ctx.iterations, ctx.eps)
                 (g,) = torch.autograd.grad(value, matrix, grad, create_graph=True)
             return g, None, None
-        return _fast_gradient(matrix.detach(), grad, *ctx.iterates, ctx.eps), None, None
+        with torch.no_grad():
+            _, vs, us, ws = _iterate(matrix.detach(), ctx.iterations, ctx.eps)
+        return _fast_gradient(matrix.detach(), grad, vs, us, ws, ctx.eps), None, None
 
 
 def _fast_gradient(
@@ -73,10 +86,10 @@ def _fast_gradient(
         for k in range(len(us), 0, -1):
             v, w = vs[k], ws[k - 1]
             norm = w.norm()
-            if norm > eps:
-                w_bar = (v_bar - v * torch.dot(v, v_bar)) / norm
-            else:  # the clamped norm is a constant
-                w_bar = v_bar / eps
+            # below eps the clamped norm is a constant (a select, not a branch: vmap-safe)
+            w_bar = torch.where(
+                norm > eps, (v_bar - v * torch.dot(v, v_bar)) / norm.clamp_min(eps), v_bar / eps
+            )
             u_bar = a @ w_bar
             left += [us[k - 1], u_bar]
             right += [w_bar, vs[k - 1]]
