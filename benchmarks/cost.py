@@ -269,7 +269,14 @@ def interleaved_seconds(
     """
     runs = [prepare(s, device) for s in settings]
     warmup = max(steady_warmup(s, warmup) for s in settings)
-    times: list[list[float]] = [[] for _ in settings]
+    return round_robin_seconds(runs, device, warmup, repeats)
+
+
+def round_robin_seconds(
+    runs: list[Prepared], device: torch.device, warmup: int, repeats: int
+) -> list[float]:
+    """Median seconds per meta-step of prepared runs, one step of each in turn."""
+    times: list[list[float]] = [[] for _ in runs]
     for round_ in range(warmup + repeats):
         for i, (learner, batch, opt, autocast) in enumerate(runs):
             seconds = time_meta_steps(learner, batch, opt, autocast, device, 0, 1)[0]
@@ -290,16 +297,23 @@ def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: in
     """MAML with MetaCRL settings that cost less, timed interleaved in one process."""
     variants = [
         ("MAML without MetaCRL", {"metacrl": False}),
-        ("+ MetaCRL, defaults (alternating, 5 causal steps, replay 3)", {}),
+        (
+            f"+ MetaCRL, defaults (alternating, 5 causal steps, replay 3, environments of "
+            f"{env_label(base.env_queries)})",
+            {},
+        ),
         ("+ MetaCRL, 1 causal step", {"crl_steps": 1}),
         ("+ MetaCRL, replay 0", {"replay": 0}),
         ("+ MetaCRL, 1 causal step, replay 0", {"crl_steps": 1, "replay": 0}),
         ("+ MetaCRL, joint (no causal steps)", {"mode": "joint"}),
     ]
-    for per_class in sorted({min(5, base.queries), min(2, base.queries)}, reverse=True):
-        queries = per_class * base.ways
-        label = f"+ MetaCRL, environments of {queries} queries ({per_class} a class)"
-        variants.append((label, {"env_queries": queries}))
+    per_class = min(5, base.queries)
+    for queries in (None, per_class * base.ways):  # every query, and 5 a class
+        if queries == base.env_queries or (queries or 0) >= base.queries * base.ways:
+            continue  # the defaults' own size, or every query again
+        where = "" if queries is None else f" ({per_class} a class)"
+        variants.append((f"+ MetaCRL, environments of {env_label(queries)}{where}",
+                         {"env_queries": queries}))  # fmt: skip
     settings = [replace(base, **{"metacrl": True, **change}) for _, change in variants]
     seconds = interleaved_seconds(settings, device, warmup, repeats)
     rows = [
@@ -314,14 +328,12 @@ def overhead_table(base: Setting, device: torch.device, warmup: int, repeats: in
     )
 
 
-def profiled_ranges(
-    s: Setting, device: torch.device, warmup: int, repeats: int
-) -> dict[str, float]:
-    """Seconds per meta-step inside MetaCRL's profiler ranges (:mod:`metacrl.profiling`)."""
+def profiled_ranges(run: Prepared, device: torch.device, repeats: int) -> dict[str, float]:
+    """Seconds per meta-step inside MetaCRL's profiler ranges (:mod:`metacrl.profiling`), over
+    ``repeats`` steps of a prepared, warmed-up run."""
     from torch.profiler import ProfilerActivity, profile
 
-    learner, batch, opt, autocast = prepare(s, device)
-    time_meta_steps(learner, batch, opt, autocast, device, steady_warmup(s, warmup), 0)
+    learner, batch, opt, autocast = run
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         time_meta_steps(learner, batch, opt, autocast, device, 0, repeats)
     totals = {event.key: event.cpu_time_total for event in prof.key_averages()}
@@ -337,11 +349,14 @@ def profile_table(base: Setting, device: torch.device, warmup: int, repeats: int
     settings += [
         replace(base, learner=n, metacrl=True, env_queries=q) for n in names for q in sizes
     ]
-    seconds = interleaved_seconds(settings, device, warmup, repeats)
+    runs = [prepare(s, device) for s in settings]  # timed, then the MetaCRL ones profiled
+    warmup = max(steady_warmup(s, warmup) for s in settings)
+    seconds = round_robin_seconds(runs, device, warmup, repeats)
     plain = dict(zip(names, seconds[: len(names)], strict=True))
     rows = []
-    for s, t in zip(settings[len(names) :], seconds[len(names) :], strict=True):
-        ranges = profiled_ranges(s, device, warmup, repeats)
+    n = len(names)
+    for s, run, t in zip(settings[n:], runs[n:], seconds[n:], strict=True):
+        ranges = profiled_ranges(run, device, repeats)
         added = t - plain[s.learner]
         backbone, causal = ranges[TASK_FEATURES_RANGE], ranges[CAUSAL_STEP_RANGE]
         rows.append([

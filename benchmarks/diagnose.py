@@ -81,9 +81,11 @@ def config_of(setting: str, variant: str, seed: int) -> Any:
     """The ``TrainConfig`` of one run, as ``run`` trains it today."""
     from metacrl.cli.config import TrainConfig
 
+    # env_queries None (all queries): the library's default when these runs were made
     return TrainConfig(
-        **SETTINGS[setting], val_every=100, val_tasks=300, seed=seed, **VARIANTS[variant]
-    ).resolved()
+        **{**SETTINGS[setting], "env_queries": None}, val_every=100, val_tasks=300, seed=seed,
+        **VARIANTS[variant],
+    ).resolved()  # fmt: skip
 
 
 def stale_keys(record: dict[str, Any]) -> list[str]:

@@ -53,14 +53,15 @@ def test_cost_script_prints_its_tables():
     out = _run("cost.py", "--quick", "--device", "cpu", "--tables", "backends", "overhead")
     backends, overhead = out.split("### Where MetaCRL's time goes")
     assert "### MAML backends and orders" in backends
-    # overhead: MAML, five MetaCRL settings and env_queries at 2 a class (quick: 2 queries)
+    # overhead: MAML, five MetaCRL settings and environments of every query (quick: 2 a class,
+    # so the defaults' 10 queries are every query and 5 a class is left out)
     for text, count in ((backends, 6), (overhead, 7)):
         rows = [line for line in text.splitlines() if line.startswith("| ")]
         rows = [row for row in rows if "s/step" not in row and not row.startswith("| ---")]
         assert len(rows) == count
         assert all(float(row.split("|")[2]) > 0 for row in rows)
     assert "| MAML without MetaCRL |" in overhead and "1.00x" in overhead
-    assert "| + MetaCRL, environments of 10 queries (2 a class) |" in overhead
+    assert "| + MetaCRL, environments of all queries |" in overhead
 
 
 def test_cost_script_times_each_learner_at_both_environment_sizes_and_replay_growth():
@@ -85,7 +86,7 @@ def test_cost_profile_finds_the_extra_backbone_pass_only_where_the_backbone_adap
     assert [(r[0].strip(), r[1].strip()) for r in rows] == [
         (learner, size)
         for learner in ("maml", "anil", "metasgd", "protonet")
-        for size in ("all queries", "10 queries")
+        for size in ("10 queries", "all queries")  # the default first, then the other size
     ]
     for row in rows:
         backbone, causal = float(row[5]), float(row[6])

@@ -334,9 +334,8 @@ class TrainConfig:
     )
     env_queries: int | None = _option(
         DEFAULTS.env_queries,
-        "query examples per task that the environments keep, evenly spread (fewer: a cheaper "
-        "causal step)",
-        default_text="all of them",
+        "at most this many query examples per task in the environments, evenly spread "
+        "(fewer: a cheaper causal step; at least the queries a task has: all of them)",
     )
     gates: bool = _option(
         DEFAULTS.use_gates, "per-task factor gates (--no-gates opens every gate: an ablation)"

@@ -43,8 +43,8 @@ class MetaCRLDefaults:
     refresh_replay: bool = False
     use_gates: bool = True
     basis: FactorBasis = "normalized"
-    env_queries: int | None = None
-    """``None``: the causal objective uses every query example of a task."""
+    env_queries: int | None = 10
+    """At most 10 query examples of a task in the causal objective (``None``: all of them)."""
 
     def as_dict(self) -> dict[str, object]:
         """The defaults by argument name, in the class's argument order."""

@@ -110,15 +110,17 @@ class MetaCRLLearner(Learner):
             NonFiniteLossError: If the mean query loss, the causal objective (alternating
                 mode) or the joint loss (joint mode) is NaN or infinite.
         """
-        base, queries = self.learner, self.regularizer.env_queries
+        base = self.learner
         batch = base.as_batch(x_spt, y_spt, x_qry, y_qry)
         environments = self.regularizer.environment_batch(batch)
+        fewer = environments is not batch  # env_queries keeps fewer queries than the batch has
         # A learner whose inner loop adapts the backbone (MAML, Meta-SGD; any learner that does
         # not say) computes the environments in a pass of their own: a smaller one, then.
-        if queries is not None and getattr(base, "adapts_backbone", True):
+        if fewer and getattr(base, "adapts_backbone", True):
             return self._upper_level(batch, base.task_features(environments))
         with base.shared_task_features(batch) as current:  # one backbone pass serves both
-            if queries is not None:
+            if fewer:
+                queries = int(environments.x_qry.shape[1])
                 current = [env.with_queries(queries) for env in current]
             return self._upper_level(batch, current)
 

@@ -230,26 +230,18 @@ class MetaCRLModule(nn.Module):
         return gated @ directions.T if self.head_input == "features" else gated
 
     def environment_batch(self, batch: MetaBatch) -> MetaBatch:
-        """The meta-batch the environments are computed from: ``env_queries`` queries a task.
+        """The meta-batch the environments come from: at most ``env_queries`` queries a task.
 
         Args:
             batch: The validated meta-batch of θ's meta-step.
 
         Returns:
-            ``batch`` itself (``env_queries=None``), or the batch with ``env_queries`` query
-            examples per task, evenly spread (:meth:`MetaBatch.with_queries
-            <metacrl.learners.MetaBatch.with_queries>`).
-
-        Raises:
-            ValueError: If ``env_queries`` exceeds the batch's query examples per task.
+            ``batch`` itself (``env_queries=None``, or at least as many as the batch has), or
+            the batch with ``env_queries`` query examples per task, evenly spread
+            (:meth:`MetaBatch.with_queries <metacrl.learners.MetaBatch.with_queries>`).
         """
-        if self.env_queries is None:
+        if self.env_queries is None or self.env_queries >= batch.x_qry.shape[1]:
             return batch
-        if self.env_queries > batch.x_qry.shape[1]:
-            raise ValueError(
-                f"env_queries={self.env_queries} but the meta-batch has {batch.x_qry.shape[1]} "
-                "query examples per task; lower env_queries"
-            )
         return batch.with_queries(self.env_queries)
 
     # ------------------------------------------------------------------ losses

@@ -86,11 +86,11 @@ class MetaCRLRegularizer(MetaCRLModule):
             feature_dim``).
         use_gates: Gate the factors per task (``False``, an ablation: every gate is 1 and
             ``f_gr`` is unused).
-        env_queries: How many query examples of each task the environments keep (evenly
-            spread over the query set); ``None`` (the default) keeps them all. Fewer make the
-            causal step, and for learners that adapt the backbone (MAML, Meta-SGD) the pass
-            that computes the environments' features, cheaper; θ's loss always uses every
-            query.
+        env_queries: At most how many query examples of each task the environments keep
+            (evenly spread over the query set; a task with fewer keeps all of its own);
+            ``None`` keeps them all. Fewer make the causal step, and for learners that adapt
+            the backbone (MAML, Meta-SGD) the pass that computes the environments' features,
+            cheaper; θ's loss always uses every query. Default: 10.
         refresh_replay: Recompute the replayed meta-batches' features with the current backbone
             at every step (exact, but a forward pass of ``replay`` extra meta-batches per
             step). By default each replayed batch keeps the features computed when it was
