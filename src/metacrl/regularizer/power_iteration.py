@@ -94,7 +94,11 @@ def _fast_gradient(
             left += [us[k - 1], u_bar]
             right += [w_bar, vs[k - 1]]
             v_bar = a.T @ u_bar
-        return torch.stack(left, dim=1) @ torch.stack(right, dim=1).T
+        # the sum of rank-one terms in float64: a float32 product's rounding depends on how the
+        # product is split over threads, and a data-parallel run (one thread a process) would
+        # then drift from one process with two threads
+        gradient = torch.stack(left, dim=1).double() @ torch.stack(right, dim=1).double().T
+        return gradient.to(a.dtype)
 
 
 def power_iteration_norm(matrix: Tensor, iterations: int, eps: float) -> Tensor:
