@@ -60,9 +60,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "maml-rho0": {"rho": 0.0},
     "capacity": {"linear_map": True},
     "metacrl-rho0": {"rho": 0.0},
-    "metacrl": {},  # metacrl train's defaults (lambda_orth 0)
+    "metacrl": {},  # metacrl train's defaults (lambda_orth 0) except xi_lr 0.4
     "lambda_orth-1e-4": {"lambda_orth": 1e-4},
     "lambda_orth-1e-3": {"lambda_orth": 1e-3},
+    # a smaller step on Xi (metacrl+xi_lr-0.04: metacrl train's defaults, all queries)
+    "metacrl+xi_lr-0.1": {"xi_lr": 0.1},
+    "metacrl+xi_lr-0.04": {"xi_lr": 0.04},
     # one change each to MetaCRL with the orthogonality term on (lambda_orth 1e-3)
     "no-causal-step": {"lambda_orth": 1e-3, "crl_steps": 0},
     "xi_lr-0.04": {"lambda_orth": 1e-3, "xi_lr": 0.04},
@@ -75,16 +78,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 BASE_VARIANTS = ("maml", "maml-rho0", "capacity")  # the variants without MetaCRL
+DEFAULTS_VARIANT = "metacrl+xi_lr-0.04"  # metacrl train's defaults (environments of all queries)
 
 
 def config_of(setting: str, variant: str, seed: int) -> Any:
     """The ``TrainConfig`` of one run, as ``run`` trains it today."""
     from metacrl.cli.config import TrainConfig
 
-    # env_queries None (all queries): the library's default when these runs were made
+    # env_queries None (all queries) and xi_lr 0.4: the sweep's starting point; a variant's
+    # changes override them
     return TrainConfig(
-        **{**SETTINGS[setting], "env_queries": None}, val_every=100, val_tasks=300, seed=seed,
-        **VARIANTS[variant],
+        **{**SETTINGS[setting], "env_queries": None, "xi_lr": 0.4, **VARIANTS[variant]},
+        val_every=100, val_tasks=300, seed=seed,
     ).resolved()  # fmt: skip
 
 
@@ -261,20 +266,22 @@ def controls_report() -> list[str]:
     gain with and without confounders (their difference: the de-confounding share), and the
     capacity control (MAML with a meta-learned d x d map before the head)."""
     lines = [
-        "| setting | seeds | rho 0 − rho 0.9 (MAML) | gain with confounders | gain without "
-        "| de-confounding share | capacity − MAML | MetaCRL − capacity |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| setting | MetaCRL | seeds | rho 0 − rho 0.9 (MAML) | gain with confounders "
+        "| gain without | de-confounding share | capacity − MAML | MetaCRL − capacity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for setting in SETTINGS:
+    for setting, variant in [(s, v) for s in SETTINGS for v in ("metacrl", DEFAULTS_VARIANT)]:
         if SETTINGS[setting].get("rho", 0.9) == 0:
             continue
         runs = load_runs(setting)
-        rho0_runs, rho0_base, rho0_crl = runs, "maml-rho0", "metacrl-rho0"
+        if variant not in runs:
+            continue
+        rho0_runs, rho0_base, rho0_crl = runs, "maml-rho0", f"{variant}-rho0"
         if f"{setting}-rho0" in SETTINGS:  # its rho-0 twin is a setting of its own
-            rho0_runs, rho0_base, rho0_crl = load_runs(f"{setting}-rho0"), "maml", "metacrl"
+            rho0_runs, rho0_base, rho0_crl = load_runs(f"{setting}-rho0"), "maml", variant
         arms = {
             "maml": _best_vals(runs, "maml"),
-            "metacrl": _best_vals(runs, "metacrl"),
+            "metacrl": _best_vals(runs, variant),
             "capacity": _best_vals(runs, "capacity"),
             "maml-rho0": _best_vals(rho0_runs, rho0_base),
             "metacrl-rho0": _best_vals(rho0_runs, rho0_crl),
@@ -296,7 +303,8 @@ def controls_report() -> list[str]:
             ]
 
         lines.append(
-            f"| {setting} | {', '.join(map(str, seeds))} | {_diff_text(diff('maml-rho0', 'maml'))} "
+            f"| {setting} | {variant} | {', '.join(map(str, seeds))} "
+            f"| {_diff_text(diff('maml-rho0', 'maml'))} "
             f"| {_diff_text(diff('metacrl', 'maml'))} "
             f"| {_diff_text(diff('metacrl-rho0', 'maml-rho0'))} | {_diff_text(share())} "
             f"| {_diff_text(diff('capacity', 'maml'))} "

@@ -20,6 +20,7 @@ from metacrl.cli.build import build_dataset, build_learner, build_model, build_t
 from metacrl.cli.config import option_help, option_type
 from metacrl.cli.sources import load_config
 from metacrl.learners import CapacityControl
+from metacrl.regularizer import DEFAULTS
 from metacrl.train import StopRequest, TrainingInterrupted, load_checkpoint
 
 from conftest import tiny_config
@@ -533,7 +534,11 @@ def test_the_causal_step_options_reach_the_regularizer():
     reg = learner.regularizer
     assert (reg.basis, reg.xi_lr, reg.gr_lr, reg.num_factors) == ("orthonormal", 0.05, 0.3, 16)
     default = build_learner(TrainConfig().resolved(), build_model(cfg), metacrl=True).regularizer
-    assert (default.basis, default.xi_lr, default.gr_lr) == ("normalized", 0.4, 0.01)
+    assert (default.basis, default.xi_lr, default.gr_lr) == (
+        DEFAULTS.basis,
+        DEFAULTS.xi_lr,
+        DEFAULTS.gr_lr,
+    )
 
 
 def test_linear_map_makes_the_base_arm_the_capacity_control(tmp_path, capsys):

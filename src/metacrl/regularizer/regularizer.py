@@ -73,7 +73,7 @@ class MetaCRLRegularizer(MetaCRLModule):
         invariance: ``"vrex"`` (V-REx, default) or ``"irm"`` (IRMv1).
         mode: ``"alternating"`` (default) or ``"joint"``.
         crl_steps: Causal steps per meta-step in the alternating schedule.
-        xi_lr: Step size of the causal steps for ``Xi`` (official script: 0.4).
+        xi_lr: Step size of the causal steps for ``Xi`` (default 0.04; official script: 0.4).
         gr_lr: Step size of the causal steps for ``f_gr`` (official script: 0.01).
         replay: How many earlier meta-batches serve as extra environments (0: the current
             meta-batch only).
@@ -97,8 +97,8 @@ class MetaCRLRegularizer(MetaCRLModule):
             current, at most ``replay`` meta-steps old.
         max_grad_norm: Clip the norm of the causal step's gradient (``Xi`` and ``f_gr``
             together) to this value; ``None`` disables clipping. Without it, a spike of the IRM
-            penalty's gradient times ``xi_lr`` = 0.4 can throw ``Xi`` far off in one step, after
-            which the gates saturate and never recover.
+            penalty's gradient times ``xi_lr`` = 0.4 (the official script's step) can throw
+            ``Xi`` far off in one step, after which the gates saturate and never recover.
 
     Example:
         >>> reg = MetaCRLRegularizer(feature_dim=model.feature_dim, num_factors=8, crl_steps=1)
