@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from checkpoints import load_learner, score_test_tasks
-from run_config import differing_settings
+from run_config import STORED_RUNS_SETTINGS, differing_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "diagnose"
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, two-sided 95%, by degrees of freedom
@@ -85,10 +85,10 @@ def config_of(setting: str, variant: str, seed: int) -> Any:
     """The ``TrainConfig`` of one run, as ``run`` trains it today."""
     from metacrl.cli.config import TrainConfig
 
-    # env_queries None (all queries) and xi_lr 0.4: the sweep's starting point; a variant's
+    # STORED_RUNS_SETTINGS (all queries, xi_lr 0.4): the sweep's starting point; a variant's
     # changes override them
     return TrainConfig(
-        **{**SETTINGS[setting], "env_queries": None, "xi_lr": 0.4, **VARIANTS[variant]},
+        **{**SETTINGS[setting], **STORED_RUNS_SETTINGS, **VARIANTS[variant]},
         val_every=100, val_tasks=300, seed=seed,
     ).resolved()  # fmt: skip
 
@@ -261,24 +261,26 @@ def _diff_text(values: list[float]) -> str:
     return f"{mean:+.1f} ± {ci:.1f}"
 
 
-def controls_report() -> list[str]:
+def controls_report(all_runs: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> list[str]:
     """The controls on validation tasks, paired by seed: what confounding costs MAML, MetaCRL's
     gain with and without confounders (their difference: the de-confounding share), and the
-    capacity control (MAML with a meta-learned d x d map before the head)."""
+    capacity control (MAML with a meta-learned d x d map before the head).
+
+    ``all_runs`` maps a setting to its finished runs (:func:`load_runs`); a setting missing from
+    it has none. One row per confounded setting and MetaCRL variant (the sweep's start,
+    ``metacrl``, and the defaults) that has runs."""
     lines = [
         "| setting | MetaCRL | seeds | rho 0 − rho 0.9 (MAML) | gain with confounders "
         "| gain without | de-confounding share | capacity − MAML | MetaCRL − capacity |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for setting, variant in [(s, v) for s in SETTINGS for v in ("metacrl", DEFAULTS_VARIANT)]:
-        if SETTINGS[setting].get("rho", 0.9) == 0:
-            continue
-        runs = load_runs(setting)
-        if variant not in runs:
+        runs = all_runs.get(setting, {})
+        if SETTINGS[setting].get("rho", 0.9) == 0 or variant not in runs:
             continue
         rho0_runs, rho0_base, rho0_crl = runs, "maml-rho0", f"{variant}-rho0"
         if f"{setting}-rho0" in SETTINGS:  # its rho-0 twin is a setting of its own
-            rho0_runs, rho0_base, rho0_crl = load_runs(f"{setting}-rho0"), "maml", variant
+            rho0_runs, rho0_base, rho0_crl = all_runs.get(f"{setting}-rho0", {}), "maml", variant
         arms = {
             "maml": _best_vals(runs, "maml"),
             "metacrl": _best_vals(runs, variant),
@@ -343,7 +345,7 @@ def command_report(args: argparse.Namespace) -> None:
     print("Paired by seed, best validation accuracy points. Gain with confounders: MetaCRL minus")
     print("MAML at rho 0.9; gain without: both trained at rho 0; de-confounding share: the first")
     print("minus the second. Capacity: MAML with a meta-learned d x d map (`--linear-map`).\n")
-    print("\n".join(controls_report()))
+    print("\n".join(controls_report(all_runs)))
     print("\n".join(conflict_report()))
     for setting in settings:
         runs = all_runs[setting]

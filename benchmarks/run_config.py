@@ -6,12 +6,17 @@ from typing import Any
 
 from metacrl.regularizer import DEFAULTS
 
-__all__ = ["MACHINE_KEYS", "METACRL_KEYS", "differing_settings"]
+__all__ = ["MACHINE_KEYS", "METACRL_KEYS", "STORED_RUNS_SETTINGS", "differing_settings"]
 
 # Settings that may differ between machines, or only say where a run was stored.
 MACHINE_KEYS = frozenset({"data_root", "out", "device", "workers"})
 # MetaCRL's settings (TrainConfig names): they play no part in a run without MetaCRL.
 METACRL_KEYS = frozenset(DEFAULTS.as_dict()) | {"gates"}
+# MetaCRL settings in which the stored evidence and diagnostics runs differ from the library's
+# defaults: environments of all queries (the default keeps 10) and the public code's step on Xi
+# (the default is 0.04, chosen by diagnose.py's sweep). Both scripts train with them unless a
+# run's own definition says otherwise, so that the stored runs stay what they train.
+STORED_RUNS_SETTINGS: dict[str, Any] = {"env_queries": None, "xi_lr": 0.4}
 
 
 def differing_settings(
