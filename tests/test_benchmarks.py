@@ -166,6 +166,24 @@ def test_evidence_fast_arm_is_the_1_shot_metacrl_arm_with_fewer_environment_quer
         assert run.settings == {**twin.settings, "env_queries": evidence.FAST_ENV_QUERIES}
 
 
+def test_evidence_defaults_arms_train_the_library_defaults_not_the_stored_runs_pins():
+    from metacrl.regularizer import DEFAULTS
+
+    evidence = _evidence()
+    runs = evidence.suite_runs("grid", ("defaults", "defaults-rho0"))
+    assert {r.name for r in runs} == {
+        f"shapes-1shot-{learner}-{arm}"
+        for learner in evidence.LEARNERS
+        for arm in ("defaults", "defaults-rho0")
+    }
+    for run in runs:
+        cfg = evidence.config_of(run)
+        assert run.metacrl and cfg.learner in evidence.LEARNERS and cfg.shots == 1
+        for key in evidence.STORED_RUNS_SETTINGS:  # the pins of the other arms do not apply
+            assert getattr(cfg, key) == getattr(DEFAULTS, key)
+        assert cfg.rho == (0.0 if run.name.endswith("rho0") else 0.9)
+
+
 def test_evidence_statistics_pair_runs_by_seed():
     evidence = _evidence()
 
