@@ -238,6 +238,29 @@ def test_diagnose_report_tables_the_committed_runs():
         assert f"#### {setting}: neutral and conflict test tasks" in out
 
 
+def test_diagnose_confirmation_pairs_the_defaults_over_all_seeds_and_the_sweep_over_its_own():
+    import diagnose
+
+    def runs(gains: dict[int, float]) -> dict[str, dict[int, dict[str, float]]]:
+        return {
+            "maml": {s: {"best_val": 0.5} for s in gains},
+            diagnose.DEFAULTS_VARIANT: {s: {"best_val": 0.5 + g / 100} for s, g in gains.items()},
+        }
+
+    seeds = (*diagnose.SWEEP_SEEDS, *diagnose.CONFIRM_SEEDS)
+    every = {"shapes": runs(dict.fromkeys(seeds, 2.0) | {seeds[0]: 3.0})}
+    lines = diagnose.confirmation_report(every)
+    row = next(line for line in lines if line.startswith("| shapes |"))
+    assert f"| {', '.join(map(str, seeds))} |" in row and "| +2.2 ± " in row
+    assert lines[-1] == f"The bar over all {len(seeds)} seeds: met."
+    # a setting without the confirmation seeds has a row, but no verdict yet
+    few = {"clipart": runs(dict.fromkeys(diagnose.SWEEP_SEEDS, -1.0))}
+    assert "not measured yet" in diagnose.confirmation_report(few)[-1]
+    # the sweep's tables read only the sweep's seeds
+    only = diagnose.sweep_seeds_only(every["shapes"])
+    assert all(set(by_seed) == set(diagnose.SWEEP_SEEDS) for by_seed in only.values())
+
+
 def test_diagnose_refuses_a_run_trained_with_other_settings_than_its_variant(tmp_path):
     import json
 
