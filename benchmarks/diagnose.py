@@ -66,6 +66,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a smaller step on Xi (metacrl+xi_lr-0.04: metacrl train's defaults, all queries)
     "metacrl+xi_lr-0.1": {"xi_lr": 0.1},
     "metacrl+xi_lr-0.04": {"xi_lr": 0.04},
+    # the gates' sparsity weight at the chosen step (default 0.1)
+    "metacrl+xi_lr-0.04+lambda_gate-1": {"xi_lr": 0.04, "lambda_gate": 1.0},
     # one change each to MetaCRL with the orthogonality term on (lambda_orth 1e-3)
     "no-causal-step": {"lambda_orth": 1e-3, "crl_steps": 0},
     "xi_lr-0.04": {"lambda_orth": 1e-3, "xi_lr": 0.04},
