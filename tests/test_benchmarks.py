@@ -261,6 +261,18 @@ def test_diagnose_confirmation_pairs_the_defaults_over_all_seeds_and_the_sweep_o
     assert all(set(by_seed) == set(diagnose.SWEEP_SEEDS) for by_seed in only.values())
 
 
+def test_diagnose_defaults_variant_is_the_library_defaults_but_for_the_environment_size():
+    import diagnose
+
+    from metacrl.regularizer import DEFAULTS
+
+    cfg = diagnose.config_of("shapes", diagnose.DEFAULTS_VARIANT, 0).as_dict()
+    shared = set(cfg) & set(DEFAULTS.as_dict())
+    assert {"xi_lr", "lambda_orth", "lambda_gate", "env_queries"} <= shared
+    differ = {k for k in shared if cfg[k] != getattr(DEFAULTS, k)}
+    assert differ == {"env_queries"}  # every run of the sweep keeps all queries
+
+
 def test_diagnose_refuses_a_run_trained_with_other_settings_than_its_variant(tmp_path):
     import json
 
