@@ -476,6 +476,15 @@ def by_seed(records: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, A
     return [index[s] for s in seeds]
 
 
+def row_scores(
+    data: dict[str, list[dict[str, Any]]], key: str, arms: Iterable[str]
+) -> tuple[list[int], dict[str, list[float]]]:
+    """The seeds every arm of a row has, and each arm's test scores on them, in seed order."""
+    records = {arm: data.get(f"{key}-{arm}", []) for arm in arms}
+    seeds = common_seeds(records.values())
+    return seeds, {arm: test_scores(by_seed(v, seeds)) for arm, v in records.items()}
+
+
 def report_controls() -> list[str]:
     data = load("grid")
     lines = [
@@ -492,15 +501,12 @@ def report_controls() -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for learner in LEARNERS:
-        key = f"shapes-1shot-{learner}"
-        arms = {
-            arm: data.get(f"{key}-{arm}", []) for arm in ("base", "metacrl", "oracle", *CONTROLS)
-        }
-        seeds = common_seeds(arms.values())
+        seeds, score = row_scores(
+            data, f"shapes-1shot-{learner}", ("base", "metacrl", "oracle", *CONTROLS)
+        )
         if not seeds:
             lines.append(f"| {learner} | none | " + " | ".join(["not measured"] * 5) + " |")
             continue
-        score = {arm: test_scores(by_seed(v, seeds)) for arm, v in arms.items()}
         with_c = paired(score["metacrl"], score["base"])
         without = paired(score["metacrl-rho0"], score["oracle"])
         lines.append(
@@ -551,11 +557,9 @@ def report_fast() -> list[str]:
     ]
     for learner in LEARNERS:
         key = f"shapes-1shot-{learner}"
-        arms = {arm: data.get(f"{key}-{arm}", []) for arm in ("base", "metacrl", "metacrl-fast")}
-        if not arms["metacrl-fast"]:
+        if not data.get(f"{key}-metacrl-fast"):
             continue
-        seeds = common_seeds(arms.values())
-        score = {arm: test_scores(by_seed(v, seeds)) for arm, v in arms.items()}
+        seeds, score = row_scores(data, key, ("base", "metacrl", "metacrl-fast"))
         lines.append(
             f"| {learner} | {', '.join(map(str, seeds))} | {fmt(score['base'])} "
             f"| {fmt(score['metacrl'])} | {fmt(score['metacrl-fast'])} "
@@ -587,18 +591,16 @@ def report_defaults() -> list[str]:
     ]
     for learner in LEARNERS:
         key = f"shapes-1shot-{learner}"
-        names = ("base", "oracle", "capacity", "metacrl", *DEFAULTS_ARMS)
-        arms = {arm: data.get(f"{key}-{arm}", []) for arm in names}
-        if not arms["defaults"]:
+        if not data.get(f"{key}-defaults"):
             continue
-        seeds = common_seeds(arms.values())
+        names = ("base", "oracle", "capacity", "metacrl", *DEFAULTS_ARMS)
+        seeds, score = row_scores(data, key, names)
         if not seeds:
             lines.append(f"| {learner} | none | " + " | ".join(["not measured"] * 8) + " |")
             continue
-        score = {arm: test_scores(by_seed(v, seeds)) for arm, v in arms.items()}
         gain = paired(score["defaults"], score["base"])
         without = paired(score["defaults-rho0"], score["oracle"])
-        conflict = conflict_scores(by_seed(arms["defaults"], seeds))
+        conflict = conflict_scores(by_seed(data[f"{key}-defaults"], seeds))
         lines.append(
             f"| {learner} | {', '.join(map(str, seeds))} | {fmt(score['base'])} "
             f"| {fmt(score['defaults'])} | {fmt(gain)} | {fmt(without)} "
