@@ -339,10 +339,12 @@ def confirmation_report(all_runs: dict[str, dict[str, dict[int, dict[str, Any]]]
     ]
     cells: dict[str, tuple[float, float]] = {}
     for setting, runs in all_runs.items():
-        base, arm = runs.get("maml", {}), runs.get(DEFAULTS_VARIANT, {})
+        base, arm = ({s: r for s, r in runs.get(v, {}).items() if s in seeds_wanted}
+                     for v in ("maml", DEFAULTS_VARIANT))  # fmt: skip
         seeds = [s for s in seeds_wanted if s in base and s in arm]
         if not seeds:
             continue
+        # paired over exactly the seeds the row shows, not any other seed run later
         gains, mean, ci = paired_gain({"maml": base, DEFAULTS_VARIANT: arm}, DEFAULTS_VARIANT)
         if len(seeds) == len(seeds_wanted):
             cells[setting] = (mean, ci)
