@@ -354,11 +354,13 @@ def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
     monkeypatch.setattr(longer, "chosen", lambda: "alt-vrex1")
     (tmp_path / "long").mkdir()
     # base learns to 0.80 by iteration 2000; MetaCRL passes that at 300; 0.01 more per seed
-    slopes = {"base": 0.0003, "metacrl": 0.002, "oracle": 0.003}
+    slopes = {"base": 0.0003, "metacrl": 0.002, "defaults": 0.00035, "oracle": 0.003}
     for run in longer.suite_runs():
         if not run.name.startswith("shapes-1shot-maml"):
             continue
         if run.seed == 2 and not run.name.endswith("metacrl"):  # seed 2: MetaCRL's run only
+            continue
+        if run.seed == 1 and run.name.endswith("defaults"):  # the defaults arm: seed 0 only
             continue
         slope = slopes[run.name.rsplit("-", 1)[1]]
         curve = [
@@ -376,7 +378,7 @@ def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
         (tmp_path / "long" / f"{run.id}.json").write_text(json.dumps(record))
     lines = longer.report(tmp_path)
     # seed 2 has no base or oracle run yet: left out of every table, and said so
-    assert "left out until their seed is complete: shapes-1shot-maml-metacrl-s2." in lines[2]
+    assert "left out until their seed is complete: shapes-1shot-maml-metacrl-s2." in lines[3]
     row = next(line for line in lines if line.startswith("| maml | metacrl | 0, 1 |"))
     # test: best - 0.02, so MetaCRL 93, 93 against base 78, 79: gains 15, 14
     assert "| 14.5 ± 6.4 (2 seeds) |" in row
@@ -385,6 +387,9 @@ def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
     base_speed = next(line for line in lines if line.startswith("| maml | base | 23.5 |"))
     # base's own best at 2000; 80% at 2000 in both seeds; 85% never
     assert "| 2000 (2000, 2000) | 2000 (2000, 2000) | 0 of 2 seeds (never, never) |" in base_speed
+    # the defaults arm is shown on the complete seeds it has, paired with base on them
+    defaults = next(line for line in lines if line.startswith("| maml | defaults | 0 |"))
+    assert "| 10.0 (1 seed) |" in defaults  # test 0.88 (its best 0.90, at 2000) against 0.78
     assert "| protonet | base | none |" in "\n".join(lines)
     longer.figure(tmp_path / "curves.png", tmp_path)
     assert (tmp_path / "curves.png").stat().st_size > 0
