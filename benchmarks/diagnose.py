@@ -30,10 +30,10 @@ from typing import Any
 import torch
 
 from checkpoints import load_learner, score_test_tasks
+from intervals import mean_ci
 from run_config import STORED_RUNS_SETTINGS, differing_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "diagnose"
-T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, two-sided 95%, by degrees of freedom
 CLIPART = os.environ.get("METACRL_CLIPART", "/usr/share/openclipart/png")
 SETTINGS: dict[str, dict[str, Any]] = {
     # real drawings: 3-way 1-shot at 28x28 (feature_dim 32), 400 iterations
@@ -233,10 +233,7 @@ def paired_gain(
     """Best validation accuracy of ``variant`` minus MAML's per seed (points), mean, 95% CI."""
     base, arm = runs.get("maml", {}), runs.get(variant, {})
     gains = [100 * (arm[s]["best_val"] - base[s]["best_val"]) for s in sorted(arm) if s in base]
-    if len(gains) < 2:
-        return gains, (gains[0] if gains else math.nan), math.nan
-    mean = statistics.fmean(gains)
-    return gains, mean, T_95[len(gains) - 1] * statistics.stdev(gains) / math.sqrt(len(gains))
+    return gains, *mean_ci(gains)
 
 
 def verdict(cells: dict[str, tuple[float, float]]) -> str:
@@ -262,8 +259,7 @@ def _best_vals(runs: dict[str, dict[int, dict[str, Any]]], variant: str) -> dict
 def _diff_text(values: list[float]) -> str:
     if len(values) < 2:
         return "-"
-    mean = statistics.fmean(values)
-    ci = T_95[len(values) - 1] * statistics.stdev(values) / math.sqrt(len(values))
+    mean, ci = mean_ci(values)
     return f"{mean:+.1f} ± {ci:.1f}"
 
 

@@ -50,6 +50,7 @@ import torch
 from metacrl.regularizer import DEFAULTS
 
 from checkpoints import score_test_tasks
+from intervals import mean_ci
 from run_config import STORED_RUNS_SETTINGS, differing_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -61,7 +62,6 @@ COMMON: dict[str, Any] = {
     "iterations": 300, "meta_batch": 4, "ways": 5, "queries": 15, "inner_steps": 3,
     "val_every": 100, "val_tasks": 100, "test_tasks": 600, **STORED_RUNS_SETTINGS,
 }  # fmt: skip
-T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 
 @dataclass(frozen=True)
@@ -326,14 +326,6 @@ def load_records(
             )
         by_name[record["name"]].append(record)
     return by_name
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and 95% CI half-width over seeds (Student t)."""
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan
-    sd = statistics.stdev(values)
-    return statistics.fmean(values), T_95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
 
 
 def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:

@@ -199,6 +199,28 @@ def test_evidence_statistics_pair_runs_by_seed():
     assert abs(mean - 0.25) < 1e-9 and abs(ci - 12.706 * 0.15) < 1e-6
 
 
+def test_interval_quantiles_cover_95_percent_of_student_t_and_refuse_untabled_degrees():
+    import math
+
+    import numpy as np
+
+    from intervals import T_95, mean_ci, t95
+
+    for df, t in T_95.items():  # the t density integrated over [-t, t] (Simpson) is 0.95
+        x = np.linspace(-t, t, 200_001)
+        log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+        pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x**2 / df))
+        h = x[1] - x[0]
+        mass = h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
+        assert abs(mass - 0.95) < 6e-5, (df, mass)  # 3-decimal rounding: < 5e-5
+    six = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # a sixth seed: df 5, which the scripts once lacked
+    mean, ci = mean_ci(six)
+    assert mean == 3.5 and abs(ci - 2.571 * math.sqrt(3.5) / math.sqrt(6)) < 1e-9
+    assert math.isnan(mean_ci([0.3])[1]) and mean_ci([0.3])[0] == 0.3
+    with pytest.raises(ValueError, match="31 degrees of freedom"):
+        t95(31)
+
+
 def test_loader_speed_script_runs() -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick"],
