@@ -184,6 +184,15 @@ def test_evidence_defaults_arms_train_the_library_defaults_not_the_stored_runs_p
         assert cfg.rho == (0.0 if run.name.endswith("rho0") else 0.9)
 
 
+def test_evidence_figure_draws_the_committed_grid_with_every_arm(tmp_path):
+    import argparse
+
+    pytest.importorskip("matplotlib")
+    evidence = _evidence()
+    evidence.command_figure(argparse.Namespace(path=tmp_path / "grid.png"))
+    assert (tmp_path / "grid.png").stat().st_size > 0
+
+
 def test_evidence_statistics_pair_runs_by_seed():
     evidence = _evidence()
 
