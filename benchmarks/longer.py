@@ -78,7 +78,7 @@ def suite_runs(device: str | None = None) -> list[Run]:
                 if device is not None:
                     settings["device"] = device
                 name = f"shapes-1shot-{learner}-{arm}"
-                runs.append(Run(SUITE, name, seed, arm == "metacrl", settings))
+                runs.append(Run(SUITE, name, seed, arm in ("metacrl", "defaults"), settings))
     return runs
 
 

@@ -375,6 +375,27 @@ def test_evidence_runner_skips_a_run_another_process_finished_meanwhile(tmp_path
     assert json.loads(first.path.read_text())["result"]["best_val"] == 0.5
 
 
+def test_longer_training_trains_metacrl_in_both_metacrl_arms_the_defaults_arm_at_the_defaults(
+    monkeypatch,
+):
+    import longer
+
+    from metacrl.regularizer import DEFAULTS
+
+    evidence = _evidence()
+    monkeypatch.setattr(longer, "chosen", lambda: "alt-vrex1")
+    for run in longer.suite_runs():
+        arm = run.name.rsplit("-", 1)[1]
+        cfg = evidence.config_of(run)
+        assert run.metacrl == (arm in ("metacrl", "defaults")), run.name
+        assert cfg.iterations == longer.ITERATIONS and cfg.rho == (0.0 if arm == "oracle" else 0.9)
+        for key in evidence.STORED_RUNS_SETTINGS:
+            if arm == "defaults":
+                assert getattr(cfg, key) == getattr(DEFAULTS, key), (run.name, key)
+            if arm == "metacrl":
+                assert getattr(cfg, key) == evidence.STORED_RUNS_SETTINGS[key], (run.name, key)
+
+
 def test_longer_training_reports_gains_curves_and_speed(tmp_path, monkeypatch):
     import json
 
