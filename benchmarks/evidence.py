@@ -562,15 +562,20 @@ def report_fast() -> list[str]:
     return lines
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """Settings as the reports show them: `` `key=value` `` items, comma-separated."""
+    return ", ".join(f"`{k}={v}`" for k, v in settings.items())
+
+
 def report_defaults() -> list[str]:
     """The 1-shot rows at the library's own MetaCRL defaults, with their controls."""
     data = load("grid")
-    shown = ", ".join(f"`{k}={v}`" for k, v in LIBRARY_DEFAULTS.items())
     lines = [
         "### At the library's defaults: ConfoundedShapes 5-way 1-shot",
         "",
-        f"The MetaCRL arm at the library's MetaCRL defaults ({shown}; the arms above keep",
-        f"{', '.join(f'`{k}={v}`' for k, v in STORED_RUNS_SETTINGS.items())}), trained with",
+        f"The MetaCRL arm at the library's MetaCRL defaults ({settings_text(LIBRARY_DEFAULTS)};"
+        " the arms above keep",
+        f"{settings_text(STORED_RUNS_SETTINGS)}), trained with",
         "and without confounders. Test accuracy (%) over 600 episodes; differences paired by",
         "seed, mean ± 95% CI over the seeds every arm of the row has. Without: the defaults arm",
         "minus the oracle, both trained at rho 0; share: gain minus gain without. Capacity: the",

@@ -40,8 +40,10 @@ from evidence import (
     mean_ci,
     paired,
     run_missing,
+    settings_text,
     test_scores,
 )
+from run_config import STORED_RUNS_SETTINGS
 
 SUITE = "long"
 ITERATIONS = 2000
@@ -144,10 +146,8 @@ def report(folder: Path = RESULTS) -> list[str]:
         "Each learner's base, metacrl and oracle arms are compared on the seeds all three have",
         "finished, the defaults arm on those of them it has finished"
         + (f"; left out until their seed is complete: {', '.join(left_out)}." if left_out else "."),
-        "Arm metacrl: MetaCRL at the grid's setting (`xi_lr=0.4`, environments of every query);",
-        "defaults: MetaCRL at the library's defaults ("
-        + ", ".join(f"`{k}={v}`" for k, v in LIBRARY_DEFAULTS.items())
-        + ").",
+        f"Arm metacrl: MetaCRL at the grid's setting ({settings_text(STORED_RUNS_SETTINGS)});",
+        f"defaults: MetaCRL at the library's defaults ({settings_text(LIBRARY_DEFAULTS)}).",
         "",
         "Test accuracy (%) of the best-validation checkpoint over 600 episodes, neutral and",
         "conflict, mean ± 95% CI over seeds; gain: the arm minus the base learner, paired by",
