@@ -10,7 +10,8 @@ Finished runs are skipped, so a suite can be stopped and continued, split across
     python benchmarks/evidence.py run grid   --arms metacrl
     python benchmarks/evidence.py run grid   --arms capacity metacrl-rho0   # the controls
     python benchmarks/evidence.py run grid   --arms defaults defaults-rho0  # library defaults
-    python benchmarks/evidence.py run ablation
+    python benchmarks/evidence.py run ablation            # one change to the metacrl arm
+    python benchmarks/evidence.py run ablation-defaults   # one change to the defaults arm
     python benchmarks/evidence.py report --update docs/results.md
     python benchmarks/evidence.py figure    # docs/figures/evidence.png
 
@@ -115,25 +116,38 @@ def chosen() -> str:
     return max(means, key=lambda n: means[n])
 
 
-ABLATIONS = {  # MAML + MetaCRL (the sweep's winner), ConfoundedShapes 5-way 1-shot
+ABLATIONS = {  # MAML + MetaCRL, ConfoundedShapes 5-way 1-shot: one change to the full method
     "full": {},
+    "no-causal-step": {"crl_steps": 0},  # Xi and f_gr stay at their initialisation
     "no-invariance": {"lambda_inv": 0.0},
     "no-replay": {"replay": 0},
     "no-gates": {"gates": False},
     "orthogonality": {"lambda_orth": 1e-3},  # the term off by default; 1e-3 turns it on
-    "other-penalty": {},  # V-REx if the winner uses IRMv1 and the reverse, same weight
-    "other-schedule": {},  # joint if the winner alternates and the reverse
+    "other-penalty": {},  # V-REx if the full method uses IRMv1 and the reverse, same weight
+    "other-schedule": {},  # joint if the full method alternates and the reverse
 }
+# Two full methods: the sweep's winner at the stored runs' pins (suite "ablation", its full
+# method the grid's metacrl arm) and the library's defaults (suite "ablation-defaults", its
+# full method the grid's defaults arm).
+ABLATION_FULL_ARM = {"ablation": "metacrl", "ablation-defaults": "defaults"}
 
 
-def ablations() -> dict[str, dict[str, Any]]:
-    """The ablation variants as full MetaCRL settings: the sweep's winner with one change."""
-    won = SWEEP[chosen()]
+def ablation_full(suite: str) -> dict[str, Any]:
+    """The full method's MetaCRL settings of an ablation suite, as its grid arm trains them."""
+    if suite == "ablation":
+        return dict(SWEEP[chosen()])
+    return {"mode": DEFAULTS.mode, "invariance": DEFAULTS.invariance,
+            "lambda_inv": DEFAULTS.lambda_inv, **LIBRARY_DEFAULTS}  # fmt: skip
+
+
+def ablations(suite: str = "ablation") -> dict[str, dict[str, Any]]:
+    """The ablation variants as full MetaCRL settings: the full method with one change."""
+    full = ablation_full(suite)
     other = {
-        "other-penalty": {"invariance": "vrex" if won["invariance"] == "irm" else "irm"},
-        "other-schedule": {"mode": "joint" if won["mode"] == "alternating" else "alternating"},
+        "other-penalty": {"invariance": "vrex" if full["invariance"] == "irm" else "irm"},
+        "other-schedule": {"mode": "joint" if full["mode"] == "alternating" else "alternating"},
     }
-    return {name: {**won, **change, **other.get(name, {})} for name, change in ABLATIONS.items()}
+    return {name: {**full, **change, **other.get(name, {})} for name, change in ABLATIONS.items()}
 
 
 LEARNERS = ("maml", "anil", "metasgd", "protonet")
@@ -197,14 +211,14 @@ def suite_runs(suite: str, arms: tuple[str, ...]) -> list[Run]:
                         Run(suite, f"{key}-{arm}", s, arm == "metacrl", {**data, **extra})
                         for s in SEEDS
                     ]
-    elif suite == "ablation":
+    elif suite in ABLATION_FULL_ARM:
         base = {"dataset": "confounded-shapes", "learner": "maml", "shots": 1}
-        for name, crl in ablations().items():
+        for name, crl in ablations(suite).items():
             if name == "full":  # the grid's MAML + MetaCRL runs: same settings and seeds
                 continue
             runs += [Run(suite, name, s, True, {**base, **crl}) for s in SEEDS]
     else:
-        raise SystemExit(f"unknown suite {suite!r}: sweep, grid or ablation")
+        raise SystemExit(f"unknown suite {suite!r}: sweep, grid, {' or '.join(ABLATION_FULL_ARM)}")
     return sorted(runs, key=_priority)
 
 
@@ -608,21 +622,33 @@ def report_defaults() -> list[str]:
     return lines
 
 
-def report_ablation() -> list[str]:
-    data = load("ablation")
+def report_ablation(suite: str) -> list[str]:
+    """An ablation suite's table, each variant paired by seed with the grid's full-method arm."""
+    data = load(suite)
     try:
-        variants = ablations()
-        winner = chosen()
+        variants = ablations(suite)
+        full_settings = ablation_full(suite)
     except SystemExit:
         return ["### Ablations", "", "Not measured: the sweep is not finished."]
+    arm = ABLATION_FULL_ARM[suite]
     grid = load("grid")
-    base, full = grid.get("shapes-1shot-maml-base", []), grid.get("shapes-1shot-maml-metacrl", [])
+    base, full = grid.get("shapes-1shot-maml-base", []), grid.get(f"shapes-1shot-maml-{arm}", [])
+    if suite == "ablation":
+        title = "MAML + MetaCRL at the stored runs' settings"
+        winner = chosen()
+        about = (
+            f"the sweep's winner (`{winner}`: {settings_text(SWEEP[winner])}) at the stored"
+            f" runs' {settings_text(STORED_RUNS_SETTINGS)}"
+        )
+    else:
+        title = "MAML + MetaCRL at the library's defaults"
+        about = f"the library's defaults ({settings_text(full_settings)})"
     lines = [
-        "### Ablations: MAML + MetaCRL, ConfoundedShapes 5-way 1-shot",
+        f"### Ablations: {title}, ConfoundedShapes 5-way 1-shot",
         "",
-        f"The full method uses the sweep's winner ({winner}: {SWEEP[winner]}); each variant",
-        "changes one thing. Test accuracy (%) over 600 episodes, mean ± 95% CI over seeds;",
-        "vs full: the variant minus the full method, paired by seed.",
+        f"The full method is {about}, the grid's `{arm}` arm; each variant changes one thing.",
+        "Test accuracy (%) over 600 episodes, mean ± 95% CI over seeds; vs full: the variant",
+        "minus the full method, paired by seed.",
         "",
         "| variant | settings changed from the full method | test accuracy (%) "
         "| vs full (paired) |",
@@ -631,12 +657,12 @@ def report_ablation() -> list[str]:
         f"| {fmt(paired_differences(base, full))} |",
     ]
     for name, settings in variants.items():
-        change = {k: v for k, v in settings.items() if SWEEP[winner].get(k) != v}
+        change = {k: v for k, v in settings.items() if full_settings.get(k) != v}
         shown = str(change) if change else "none"
         records = data.get(name, [])
-        if name == "full":  # the same runs as the grid's MetaCRL arm
+        if name == "full":  # the same runs as the grid's full-method arm
             records = full
-            shown = "none (the grid's MetaCRL runs: same settings and seeds)"
+            shown = f"none (the grid's `{arm}` runs: same settings and seeds)"
         diff = "" if name == "full" else fmt(paired_differences(records, full))
         lines.append(f"| {name} | {shown} | {fmt(test_scores(records))} | {diff} |")
     return lines
@@ -687,7 +713,7 @@ def command_report(args: argparse.Namespace) -> None:
         report_controls(),
         report_defaults(),
         report_fast(),
-        report_ablation(),
+        *(report_ablation(suite) for suite in ABLATION_FULL_ARM),
     ]
     text = "\n\n".join("\n".join(b) for b in blocks)
     if args.update is None:
@@ -702,7 +728,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a suite's missing runs")
-    run.add_argument("suite", choices=("sweep", "grid", "ablation"))
+    run.add_argument("suite", choices=("sweep", "grid", *ABLATION_FULL_ARM))
     run.add_argument("--arms", nargs="+", default=["base", "metacrl", "oracle"], choices=ARMS)
     run.add_argument(
         "--part", default="1/1", help="i/n: every n-th missing run, starting at the i-th"

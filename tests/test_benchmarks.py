@@ -184,6 +184,27 @@ def test_evidence_defaults_arms_train_the_library_defaults_not_the_stored_runs_p
         assert cfg.rho == (0.0 if run.name.endswith("rho0") else 0.9)
 
 
+def test_evidence_ablations_change_one_setting_of_their_full_arm(monkeypatch):
+    evidence = _evidence()
+    monkeypatch.setattr(evidence, "chosen", lambda: "alt-vrex1")
+    grid = {r.id: r for r in evidence.suite_runs("grid", ("metacrl", "defaults"))}
+    changed = {"no-causal-step": {"crl_steps"}, "no-invariance": {"lambda_inv"},
+               "no-replay": {"replay"}, "no-gates": {"gates"}, "orthogonality": {"lambda_orth"},
+               "other-penalty": {"invariance"}, "other-schedule": {"mode"}}  # fmt: skip
+    for suite, arm in evidence.ABLATION_FULL_ARM.items():
+        runs = evidence.suite_runs(suite, evidence.ARMS)
+        assert {(r.name, r.seed) for r in runs} == {
+            (name, seed) for name in changed for seed in evidence.SEEDS
+        }
+        for run in runs:
+            full = evidence.config_of(grid[f"shapes-1shot-maml-{arm}-s{run.seed}"]).as_dict()
+            config = evidence.config_of(run).as_dict()
+            assert run.metacrl and run.suite == suite
+            assert {k for k in config if config[k] != full[k]} == changed[run.name], run.id
+    defaults = evidence.config_of(grid["shapes-1shot-maml-defaults-s0"])
+    assert defaults.xi_lr != evidence.STORED_RUNS_SETTINGS["xi_lr"]  # two different full methods
+
+
 def test_evidence_figure_draws_the_committed_grid_with_every_arm(tmp_path):
     import argparse
 
